@@ -1,0 +1,124 @@
+-- pgbell: the tables, types and indexes at the current migration head.
+--
+-- This file describes the schema as it is now; db/migrations/ is how a
+-- database gets there. tests/test_schema_drift.py builds one database from
+-- this file plus db/triggers/*.sql and one by `alembic upgrade head`, and
+-- fails when their pg_dump --schema-only outputs differ. Change both or
+-- neither.
+
+CREATE SCHEMA pgbell;
+COMMENT ON SCHEMA pgbell IS 'pgbell: notifications with PostgreSQL as the bus. Public SQL API: pgbell.notify(); tables are private to pgbell except where docs/sql-api.md says otherwise.';
+
+CREATE TYPE pgbell.priority AS ENUM ('low', 'normal', 'high', 'urgent');
+COMMENT ON TYPE pgbell.priority IS 'Ordered: low < normal < high < urgent. urgent bypasses every mute.';
+
+CREATE TABLE pgbell.users (
+    id            bigserial PRIMARY KEY,
+    username      text NOT NULL UNIQUE CHECK (length(username) BETWEEN 1 AND 150),
+    password_hash text NOT NULL,
+    roles         text[] NOT NULL DEFAULT '{}',
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX users_roles_idx ON pgbell.users USING gin (roles);
+COMMENT ON TABLE pgbell.users IS 'People who receive notifications. roles drives role targeting in pgbell.notify(roles => ...).';
+
+CREATE TABLE pgbell.templates (
+    kind        text PRIMARY KEY CHECK (kind ~ '^[a-z][a-z0-9_]{0,63}$'),
+    title       text NOT NULL,
+    body        text NOT NULL DEFAULT '',
+    action_url  text,
+    priority    pgbell.priority NOT NULL DEFAULT 'normal',
+    description text,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE pgbell.templates IS 'One row per notification kind. {name} and {name:money} placeholders are filled from the event data; edit with UPDATE, no deploy.';
+
+CREATE TABLE pgbell.template_problems (
+    kind       text NOT NULL,
+    field      text NOT NULL,
+    missing    text[] NOT NULL,
+    first_seen timestamptz NOT NULL DEFAULT now(),
+    last_seen  timestamptz NOT NULL DEFAULT now(),
+    seen       bigint NOT NULL DEFAULT 1,
+    PRIMARY KEY (kind, field, missing)
+);
+COMMENT ON TABLE pgbell.template_problems IS 'Placeholders a template asked for and the event data did not carry; the notification was still written with the placeholder left visible.';
+
+CREATE TABLE pgbell.global_preferences (
+    user_id      bigint PRIMARY KEY REFERENCES pgbell.users (id) ON DELETE CASCADE,
+    muted        boolean NOT NULL DEFAULT false,
+    min_priority pgbell.priority NOT NULL DEFAULT 'low'
+);
+COMMENT ON TABLE pgbell.global_preferences IS 'Per user, for every kind: mute all, or a minimum priority. urgent is always delivered.';
+
+CREATE TABLE pgbell.preferences (
+    user_id      bigint NOT NULL REFERENCES pgbell.users (id) ON DELETE CASCADE,
+    kind         text NOT NULL REFERENCES pgbell.templates (kind) ON DELETE CASCADE ON UPDATE CASCADE,
+    muted        boolean NOT NULL DEFAULT false,
+    min_priority pgbell.priority NOT NULL DEFAULT 'low',
+    PRIMARY KEY (user_id, kind)
+);
+COMMENT ON TABLE pgbell.preferences IS 'Per user and kind: mute, or a minimum priority; overrides pgbell.global_preferences.min_priority. urgent is always delivered.';
+
+CREATE TABLE pgbell.notifications (
+    id          bigserial PRIMARY KEY,
+    user_id     bigint NOT NULL REFERENCES pgbell.users (id) ON DELETE CASCADE,
+    kind        text NOT NULL,
+    title       text NOT NULL,
+    body        text NOT NULL DEFAULT '',
+    priority    pgbell.priority NOT NULL DEFAULT 'normal',
+    action_url  text,
+    data        jsonb NOT NULL DEFAULT '{}',
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    read_at     timestamptz,
+    archived_at timestamptz,
+    -- The writing transaction: the servers' commit-safe cursor (ids are not
+    -- commit order, see docs/architecture.md).
+    xid         xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    -- Oldest transaction still running when the row was written: any row
+    -- with a lower id that commits later has an xid >= this, which is how
+    -- a resume with ?since=<id> finds it.
+    horizon     xid8 NOT NULL DEFAULT pg_snapshot_xmin(pg_current_snapshot())
+);
+CREATE INDEX notifications_user_idx ON pgbell.notifications (user_id, id DESC);
+CREATE INDEX notifications_unread_idx ON pgbell.notifications (user_id, id DESC)
+    WHERE read_at IS NULL AND archived_at IS NULL;
+CREATE INDEX notifications_xid_idx ON pgbell.notifications (xid);
+COMMENT ON TABLE pgbell.notifications IS 'One row per recipient. Write through pgbell.notify(); mark read with UPDATE ... SET read_at = now(), which every connected tab hears.';
+
+CREATE TABLE pgbell.state_changes (
+    id         bigserial PRIMARY KEY,
+    user_id    bigint NOT NULL,
+    change     text NOT NULL CHECK (change IN ('read', 'unread', 'archived')),
+    ids        bigint[] NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    xid        xid8 NOT NULL DEFAULT pg_current_xact_id()
+);
+CREATE INDEX state_changes_xid_idx ON pgbell.state_changes (xid);
+CREATE INDEX state_changes_created_idx ON pgbell.state_changes (created_at);
+COMMENT ON TABLE pgbell.state_changes IS 'Short-lived log of read/unread/archived changes, written by a trigger whatever the writer; the servers turn it into read frames and prune it.';
+
+-- The demo domain: any application table can notify the same way.
+CREATE TABLE public.deals (
+    id         bigserial PRIMARY KEY,
+    title      text NOT NULL CHECK (length(title) BETWEEN 1 AND 200),
+    amount     numeric(14, 2) NOT NULL CHECK (amount >= 0),
+    owner_id   bigint NOT NULL REFERENCES pgbell.users (id),
+    created_by bigint REFERENCES pgbell.users (id),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE public.payments (
+    id         bigserial PRIMARY KEY,
+    deal_id    bigint NOT NULL REFERENCES public.deals (id) ON DELETE CASCADE,
+    amount     numeric(14, 2) NOT NULL CHECK (amount > 0),
+    created_by bigint REFERENCES pgbell.users (id),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX payments_deal_idx ON public.payments (deal_id);
+
+INSERT INTO pgbell.templates (kind, title, body, action_url, priority, description) VALUES
+    ('deal_created', 'New deal: {title}', '{title}, {amount:money}', '/deals/{deal_id}', 'normal',
+     'A deal was created: its owner and every manager hear of it.'),
+    ('payment_received', 'Payment received: {title}', '{amount:money} received for {title}', '/deals/{deal_id}', 'high',
+     'A payment was recorded against a deal: the deal''s owner hears of it.');

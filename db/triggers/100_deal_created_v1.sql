@@ -1,0 +1,33 @@
+-- Trigger _100_deal_created_v1 on public.deals, AFTER INSERT, FOR EACH STATEMENT.
+--
+-- For every inserted deal: pgbell.notify('deal_created') to the deal's owner
+-- and to every user with the role 'manager', with data {deal_id, title,
+-- amount, owner_id}. One trigger call per statement (the inserted rows come
+-- as a transition table), so a bulk INSERT ... SELECT stays one call.
+-- Sends nothing itself: the notification rows wake the servers on commit.
+
+CREATE FUNCTION pgbell.deal_created_v1() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pgbell.notify(
+        'deal_created',
+        user_ids => ARRAY[d.owner_id],
+        roles => ARRAY['manager'],
+        data => jsonb_build_object('deal_id', d.id, 'title', d.title, 'amount', d.amount,
+                                   'owner_id', d.owner_id))
+       FROM new_deals d
+      ORDER BY d.id;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION pgbell.deal_created_v1() IS
+    'Notifies a new deal''s owner and every manager (kind deal_created) through pgbell.notify.';
+
+CREATE TRIGGER _100_deal_created_v1
+    AFTER INSERT ON public.deals
+    REFERENCING NEW TABLE AS new_deals
+    FOR EACH STATEMENT EXECUTE FUNCTION pgbell.deal_created_v1();
+
+COMMENT ON TRIGGER _100_deal_created_v1 ON public.deals IS
+    'After INSERT on deals: deal_created to the owner and every manager.';

@@ -1,0 +1,44 @@
+-- Trigger _910_state_changes_v1 on pgbell.notifications, AFTER UPDATE, FOR EACH STATEMENT.
+--
+-- Whoever changes read_at or archived_at (the REST API, a WebSocket, or
+-- `UPDATE pgbell.notifications SET read_at = now() WHERE ...` in psql), this
+-- records one pgbell.state_changes row per user and change ('read',
+-- 'unread', 'archived') with the ids, and sends pg_notify('pgbell_v1', '')
+-- so the servers push a read frame with the new unread count to every socket
+-- of that user. Updates that change neither column send nothing.
+
+CREATE FUNCTION pgbell.state_changes_v1() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    recorded integer;
+BEGIN
+    INSERT INTO pgbell.state_changes (user_id, change, ids)
+    SELECT n.user_id, c.change, array_agg(n.id ORDER BY n.id)
+      FROM new_rows n
+      JOIN old_rows o ON o.id = n.id
+     CROSS JOIN LATERAL (
+            SELECT 'read' WHERE o.read_at IS NULL AND n.read_at IS NOT NULL
+            UNION ALL
+            SELECT 'unread' WHERE o.read_at IS NOT NULL AND n.read_at IS NULL
+            UNION ALL
+            SELECT 'archived' WHERE o.archived_at IS NULL AND n.archived_at IS NOT NULL
+           ) AS c (change)
+     GROUP BY n.user_id, c.change;
+    GET DIAGNOSTICS recorded = ROW_COUNT;
+    IF recorded > 0 THEN
+        PERFORM pg_notify('pgbell_v1', '');
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION pgbell.state_changes_v1() IS
+    'Records read/unread/archived changes in pgbell.state_changes and wakes the servers on commit.';
+
+CREATE TRIGGER _910_state_changes_v1
+    AFTER UPDATE ON pgbell.notifications
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION pgbell.state_changes_v1();
+
+COMMENT ON TRIGGER _910_state_changes_v1 ON pgbell.notifications IS
+    'After UPDATE on notifications: read/unread/archived changes reach every socket of the user.';

@@ -1,0 +1,118 @@
+"""REST: login, the caller's notifications and read state, health."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from server import keys, validate, wire
+from server.auth import Claims, TokenError, decode_token, issue_token, verify_password
+from server.errors import ApiError, not_found
+from server.sql import Q
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+
+def authenticate(request: web.Request) -> Claims:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "unauthorized", "Authorization: Bearer <token> is required")
+    try:
+        claims = decode_token(request.app[keys.SETTINGS].jwt_secret, token.strip())
+    except TokenError as e:
+        raise ApiError(401, e.code, e.message) from None
+    request["user_id"] = claims.user_id
+    return claims
+
+
+@routes.post("/auth/login")
+async def login(request: web.Request) -> web.Response:
+    body = await validate.json_object(request)
+    username = validate.string(body, "username", 1, 150)
+    password = validate.string(body, "password", 1, 1024)
+    row = await request.app[keys.POOL].fetchrow(Q.user_by_name, username)
+    # verify even for an unknown user: same answer, same time
+    if not verify_password(row["password_hash"] if row else None, password) or row is None:
+        raise ApiError(401, "invalid_credentials", "wrong username or password")
+    settings = request.app[keys.SETTINGS]
+    roles = list(row["roles"])
+    token = issue_token(settings.jwt_secret, settings.jwt_ttl, row["id"], row["username"], roles)
+    request["user_id"] = row["id"]
+    return web.json_response(
+        {
+            "token": token,
+            "token_type": "Bearer",
+            "expires_in": settings.jwt_ttl,
+            "user": {"id": row["id"], "username": row["username"], "roles": roles},
+        }
+    )
+
+
+@routes.get("/notifications")
+async def list_notifications(request: web.Request) -> web.Response:
+    claims = authenticate(request)
+    unread = validate.query_bool(request, "unread")
+    limit = validate.query_int(request, "limit", 20, 1, 100)
+    before = validate.query_int(request, "before", None, 1, validate.MAX_ID)
+    pool = request.app[keys.POOL]
+    async with pool.acquire() as conn:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            rows = await conn.fetch(Q.list_notifications, claims.user_id, unread, before, limit)
+            count = await conn.fetchval(Q.unread_count, claims.user_id)
+    return web.json_response(
+        {
+            "items": [wire.notification(r) for r in rows],
+            "unread_count": count,
+            "next_before": rows[-1]["id"] if len(rows) == limit else None,
+        }
+    )
+
+
+@routes.get("/notifications/unread-count")
+async def unread_count(request: web.Request) -> web.Response:
+    claims = authenticate(request)
+    count = await request.app[keys.POOL].fetchval(Q.unread_count, claims.user_id)
+    return web.json_response({"unread_count": count})
+
+
+@routes.post("/notifications/read-all")
+async def read_all(request: web.Request) -> web.Response:
+    claims = authenticate(request)
+    async with request.app[keys.POOL].acquire() as conn:
+        async with conn.transaction():
+            status = await conn.execute(Q.mark_all_read, claims.user_id)
+            count = await conn.fetchval(Q.unread_count, claims.user_id)
+    return web.json_response({"updated": int(status.split()[-1]), "unread_count": count})
+
+
+@routes.post(r"/notifications/{id}/read")
+async def read_one(request: web.Request) -> web.Response:
+    claims = authenticate(request)
+    note_id = validate.path_id(request)
+    async with request.app[keys.POOL].acquire() as conn:
+        async with conn.transaction():
+            await conn.execute(Q.mark_read, note_id, claims.user_id)
+            row = await conn.fetchrow(Q.get_notification, note_id, claims.user_id)
+            if row is None:
+                # another user's id answers exactly like an unknown one
+                raise not_found("notification")
+            count = await conn.fetchval(Q.unread_count, claims.user_id)
+    return web.json_response({"notification": wire.notification(row), "unread_count": count})
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    listener = request.app[keys.LISTENER]
+    try:
+        await request.app[keys.POOL].fetchval("SELECT 1", timeout=2)
+        database = True
+    except Exception:  # any failure to reach the database is a 503, not a 500
+        database = False
+    ok = database and listener.connected
+    body = {"status": "ok" if ok else "unavailable", "database": database, "listener": listener.connected}
+    if not ok:
+        body["error"] = {"code": "unavailable", "message": "database or listener not connected"}
+    return web.json_response(body, status=200 if ok else 503)

@@ -1,0 +1,65 @@
+"""REST for the demo domain: deals and payments in the public schema.
+
+Handlers only INSERT: the notifications come from the tables' triggers,
+exactly as they do for a psql INSERT.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+from aiohttp import web
+
+from server import keys, validate, wire
+from server.api import authenticate
+from server.errors import invalid, not_found
+from server.sql import Q
+
+routes = web.RouteTableDef()
+MAX_AMOUNT = 999_999_999_999.99  # numeric(14, 2)
+INDEX_HTML = Path(__file__).resolve().parent.parent / "client_demo" / "index.html"
+
+
+@routes.post("/deals")
+async def create_deal(request: web.Request) -> web.Response:
+    claims = authenticate(request)
+    body = await validate.json_object(request)
+    title = validate.string(body, "title", 1, 200)
+    amount = validate.number(body, "amount", minimum=0, exclusive=False, maximum=MAX_AMOUNT)
+    owner_id = validate.optional_id(body, "owner_id") or claims.user_id
+    try:
+        row = await request.app[keys.POOL].fetchrow(
+            Q.insert_deal, title, Decimal(f"{amount:.2f}"), owner_id, claims.user_id
+        )
+    except asyncpg.ForeignKeyViolationError:
+        raise invalid("owner_id", "no such user") from None
+    return web.json_response({"deal": wire.deal(row)}, status=201)
+
+
+@routes.get(r"/deals/{id}")
+async def get_deal(request: web.Request) -> web.StreamResponse:
+    # A browser following a notification's action_url gets the client page,
+    # which routes itself; API clients send a token and get JSON.
+    if "Authorization" not in request.headers and "text/html" in request.headers.get("Accept", ""):
+        return web.FileResponse(INDEX_HTML)
+    authenticate(request)
+    row = await request.app[keys.POOL].fetchrow(Q.get_deal, validate.path_id(request))
+    if row is None:
+        raise not_found("deal")
+    return web.json_response({"deal": wire.deal(row)})
+
+
+@routes.post(r"/deals/{id}/payments")
+async def create_payment(request: web.Request) -> web.Response:
+    claims = authenticate(request)
+    deal_id = validate.path_id(request)
+    body = await validate.json_object(request)
+    amount = validate.number(body, "amount", minimum=0, exclusive=True, maximum=MAX_AMOUNT)
+    if round(amount, 2) <= 0:
+        raise invalid("amount", "must be at least 0.01")
+    row = await request.app[keys.POOL].fetchrow(Q.insert_payment, deal_id, Decimal(f"{amount:.2f}"), claims.user_id)
+    if row is None:
+        raise not_found("deal")
+    return web.json_response({"payment": wire.payment(row)}, status=201)

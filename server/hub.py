@@ -1,0 +1,116 @@
+"""Fan-out: user id -> that user's open sockets. Knows nothing of PostgreSQL.
+
+Each socket has a bounded queue and one writer task, so a client that does
+not read only ever fills its own queue: when the queue is full the socket is
+closed (1013, try again later) and counted, and the client's reconnect with
+?since= recovers what it did not receive. The other sockets never wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+SLOW_CONSUMER_CLOSE = 1013
+
+
+@dataclass
+class HubStats:
+    frames_sent: int = 0
+    slow_consumers_closed: int = 0
+
+
+class Subscriber:
+    """One socket as the hub sees it: a user id, a queue, a send and a close."""
+
+    def __init__(
+        self,
+        user_id: int,
+        send: Callable[[str], Awaitable[None]],
+        close: Callable[[int, str], Awaitable[None]],
+        queue_size: int,
+        stats: HubStats,
+    ) -> None:
+        self.user_id = user_id
+        self._send = send
+        self._close = close
+        self._queue: asyncio.Queue[tuple[str, frozenset[int]]] = asyncio.Queue(queue_size)
+        self._stats = stats
+        self._task: asyncio.Task[None] | None = None
+        self._skip: frozenset[int] = frozenset()
+        self.closed = False
+
+    def offer(self, frame: str, ids: frozenset[int] = frozenset()) -> None:
+        """Queue a frame without waiting; `ids` are the notification ids it
+        carries, so frames already covered by the snapshot can be dropped."""
+        if self.closed:
+            return
+        try:
+            self._queue.put_nowait((frame, ids))
+        except asyncio.QueueFull:
+            self._stats.slow_consumers_closed += 1
+            log.warning("closing slow consumer", extra={"user_id": self.user_id})
+            self.closed = True
+            asyncio.get_running_loop().create_task(self._close(SLOW_CONSUMER_CLOSE, "slow_consumer"))
+
+    def start(self, already_sent: frozenset[int] = frozenset()) -> None:
+        """Begin sending queued frames, skipping notifications already sent in
+        the snapshot (the queue may hold frames from before it was taken)."""
+        self._skip = already_sent
+        self._task = asyncio.get_running_loop().create_task(self._writer())
+
+    async def _writer(self) -> None:
+        while True:
+            frame, ids = await self._queue.get()
+            if ids and ids <= self._skip:
+                continue
+            try:
+                await self._send(frame)
+            except (ConnectionError, RuntimeError):
+                return  # the socket is closing; its handler cleans up
+            self._stats.frames_sent += 1
+
+    async def stop(self) -> None:
+        self.closed = True
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._by_user: dict[int, set[Subscriber]] = {}
+        self.stats = HubStats()
+
+    def add(self, sub: Subscriber) -> None:
+        self._by_user.setdefault(sub.user_id, set()).add(sub)
+
+    def remove(self, sub: Subscriber) -> None:
+        subs = self._by_user.get(sub.user_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._by_user[sub.user_id]
+
+    def user_ids(self) -> list[int]:
+        return list(self._by_user)
+
+    def socket_count(self) -> int:
+        return sum(len(s) for s in self._by_user.values())
+
+    def publish(self, user_id: int, frame: str, ids: frozenset[int] = frozenset()) -> int:
+        """Queue `frame` on every socket of `user_id`; returns how many."""
+        subs = self._by_user.get(user_id, ())
+        for sub in tuple(subs):
+            sub.offer(frame, ids)
+        return len(subs)
+
+    def all_subscribers(self) -> list[Subscriber]:
+        return [s for subs in self._by_user.values() for s in subs]

@@ -1,0 +1,22 @@
+"""Typed application keys, declared in one place."""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING
+
+import asyncpg
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from server.config import Settings
+    from server.feed import Feed
+    from server.hub import Hub
+    from server.listener import Listener
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pool")
+HUB: web.AppKey[Hub] = web.AppKey("hub")
+FEED: web.AppKey[Feed] = web.AppKey("feed")
+LISTENER: web.AppKey[Listener] = web.AppKey("listener")
+SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")

@@ -1,0 +1,107 @@
+"""The LISTEN connection: one per server process, owned here, never pooled.
+
+It knows PostgreSQL and nothing of sockets. It wakes `on_wake` when a
+notification arrives on the channel, when it (re)connects (notifications
+sent while it was away are lost, so the caller catches up from the table),
+and every `poll_interval` seconds as a safety net. asyncpg does not notice a
+dead server until it next talks to it, so a `SELECT 1` probe runs on every
+quiet interval; any failure drops the connection and the outer loop
+reconnects with capped, jittered backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "pgbell_v1"
+
+
+class Listener:
+    def __init__(
+        self,
+        dsn: str,
+        on_wake: Callable[[], Awaitable[None]],
+        poll_interval: float = 5.0,
+        backoff_max: float = 10.0,
+    ) -> None:
+        self._dsn = dsn
+        self._on_wake = on_wake
+        self._poll_interval = poll_interval
+        self._backoff_max = backoff_max
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.connected = False
+        self.reconnects = 0
+        self.notifies_received = 0
+        self.wakeups = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="pgbell-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    def _on_notify(self, *_: object) -> None:
+        self.notifies_received += 1
+        self._wake.set()
+
+    async def _run(self) -> None:
+        attempt = 0
+        ever_connected = False
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self._dsn, timeout=10)
+                await conn.add_listener(CHANNEL, self._on_notify)
+                if ever_connected:
+                    self.reconnects += 1
+                    log.info("listener reconnected", extra={"attempts": attempt})
+                ever_connected = True
+                self.connected = True
+                attempt = 0
+                # Catch up: whatever committed while we were not listening.
+                self._wake.set()
+                await self._serve(conn)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as e:
+                log.warning("listener connection lost", extra={"error": repr(e)})
+            finally:
+                self.connected = False
+                if conn is not None:
+                    conn.terminate()
+            attempt += 1
+            # full jitter: spread reconnects of many servers after an outage
+            delay = random.uniform(0, min(self._backoff_max, 0.1 * 2**attempt))
+            await asyncio.sleep(delay)
+
+    async def _serve(self, conn: asyncpg.Connection) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            except asyncio.TimeoutError:
+                # quiet interval: prove the connection is alive, then poll anyway
+                await conn.fetchval("SELECT 1", timeout=5)
+            self._wake.clear()
+            self.wakeups += 1
+            try:
+                await self._on_wake()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The caller's cursor did not move: try again shortly.
+                log.exception("wake-up handler failed; retrying")
+                await asyncio.sleep(0.5)
+                self._wake.set()

@@ -1,0 +1,89 @@
+"""Request parsing: JSON bodies, fields and query parameters, each failure an
+ApiError whose message names the field (400 for a body that is not JSON,
+422 for a field of the wrong type or out of range)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from aiohttp import web
+
+from server.errors import ApiError, invalid
+
+MAX_ID = 2**63 - 1
+
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    # request.read() enforces client_max_size and raises 413 past it
+    raw = await request.read()
+    if not raw:
+        raise ApiError(400, "invalid_request", "body: a JSON object is required")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_request", "body: not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_request", "body: must be a JSON object")
+    return body
+
+
+def string(body: dict[str, Any], name: str, lo: int, hi: int) -> str:
+    if name not in body:
+        raise invalid(name, "is required")
+    value = body[name]
+    if not isinstance(value, str):
+        raise invalid(name, "must be a string")
+    if not lo <= len(value) <= hi:
+        raise invalid(name, f"must be {lo} to {hi} characters long")
+    return value
+
+
+def number(body: dict[str, Any], name: str, *, minimum: float, exclusive: bool, maximum: float) -> float:
+    if name not in body:
+        raise invalid(name, "is required")
+    value = body[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise invalid(name, "must be a number")
+    if value < minimum or (exclusive and value == minimum):
+        raise invalid(name, f"must be {'>' if exclusive else '>='} {minimum:g}")
+    if value > maximum:
+        raise invalid(name, f"must be at most {maximum:,.2f}")
+    return value
+
+
+def optional_id(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
+        raise invalid(name, "must be a positive integer id")
+    return value
+
+
+def path_id(request: web.Request, name: str = "id") -> int:
+    raw = request.match_info[name]
+    if not raw.isdigit() or len(raw) > 18 or int(raw) == 0:
+        raise invalid(name, "must be a positive integer id", status=400)
+    return int(raw)
+
+
+def query_int(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or len(raw) > 18 or not lo <= int(raw) <= hi:
+        raise invalid(name, f"must be an integer from {lo} to {hi}", status=400)
+    return int(raw)
+
+
+def query_bool(request: web.Request, name: str) -> bool | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise invalid(name, "must be true or false", status=400)

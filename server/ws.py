@@ -1,0 +1,155 @@
+"""GET /ws: the WebSocket protocol of PROTOCOL.md.
+
+Authenticate (a bad token still completes the handshake, then closes with
+4401 so a browser can tell it from a network failure), register with the
+hub, send the snapshot (with `missed` on a resume), then let the hub's
+writer stream live frames while this handler answers the client's frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+import asyncpg
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from server import keys, wire
+from server.auth import Claims, TokenError, decode_token
+from server.hub import Subscriber
+from server.sql import Q
+
+log = logging.getLogger(__name__)
+
+AUTH_CLOSE = 4401
+MAX_MISSED = 1000
+MAX_READ_IDS = 1000
+
+
+def _token(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return header[len("Bearer ") :].strip()
+    return request.query.get("token", "")
+
+
+def _since(request: web.Request) -> int | None:
+    raw = request.query.get("since")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        raise ValueError("since: must be a notification id (a non-negative integer)")
+    return int(raw)
+
+
+async def _snapshot(pool: asyncpg.Pool, user_id: int, since: int | None, size: int) -> dict:
+    async with pool.acquire() as conn:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            count = await conn.fetchval(Q.unread_count, user_id)
+            unread = await conn.fetch(Q.snapshot_unread, user_id, size)
+            missed = None
+            if since is not None:
+                missed = await conn.fetch(Q.missed_since, user_id, since, MAX_MISSED)
+    frame = {
+        "type": "snapshot",
+        "unread_count": count,
+        "notifications": [wire.notification(r) for r in unread],
+    }
+    if missed is not None:
+        frame["missed"] = [wire.notification(r) for r in missed]
+    return frame
+
+
+async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
+    app = request.app
+    settings = app[keys.SETTINGS]
+    ws = web.WebSocketResponse(heartbeat=settings.ws_heartbeat, max_msg_size=settings.ws_max_frame_bytes)
+    await ws.prepare(request)
+    try:
+        claims = decode_token(settings.jwt_secret, _token(request))
+    except TokenError as e:
+        await ws.close(code=AUTH_CLOSE, message=e.code.encode())
+        return ws
+    request["user_id"] = claims.user_id
+    try:
+        since = _since(request)
+    except ValueError as e:
+        await ws.send_str(wire.dumps({"type": "error", "error": {"code": "invalid_request", "message": str(e)}}))
+        since = None
+
+    hub = app[keys.HUB]
+    sub = Subscriber(claims.user_id, ws.send_str, _closer(ws), settings.send_queue_size, hub.stats)
+    # Register before the snapshot: a row committed after it is queued live,
+    # one committed before it is in it, and the writer skips the overlap.
+    hub.add(sub)
+    expiry = asyncio.get_running_loop().call_at(
+        asyncio.get_running_loop().time() + max(0.0, claims.expires_at - time.time()),
+        lambda: asyncio.ensure_future(ws.close(code=AUTH_CLOSE, message=b"token_expired")),
+    )
+    app[keys.SOCKETS].add(ws)
+    try:
+        snapshot = await _snapshot(app[keys.POOL], claims.user_id, since, settings.snapshot_size)
+        await ws.send_str(wire.dumps(snapshot))
+        sent = {n["id"] for n in snapshot["notifications"]} | {n["id"] for n in snapshot.get("missed", [])}
+        sub.start(frozenset(sent))
+        await _read_loop(ws, sub, claims, app)
+    finally:
+        expiry.cancel()
+        hub.remove(sub)
+        await sub.stop()
+        app[keys.SOCKETS].discard(ws)
+    return ws
+
+
+def _closer(ws: web.WebSocketResponse):
+    async def close(code: int, reason: str) -> None:
+        await ws.close(code=code, message=reason.encode())
+
+    return close
+
+
+def _error(message: str) -> str:
+    return wire.dumps({"type": "error", "error": {"code": "invalid_request", "message": message}})
+
+
+async def _read_loop(ws: web.WebSocketResponse, sub: Subscriber, claims: Claims, app: web.Application) -> None:
+    async for msg in ws:
+        if msg.type == WSMsgType.TEXT:
+            answer = await _answer(msg.data, claims, app)
+            if answer is not None:
+                sub.offer(answer)
+        elif msg.type == WSMsgType.BINARY:
+            sub.offer(_error("frames must be JSON text"))
+        elif msg.type == WSMsgType.ERROR:
+            # e.g. a frame over the size limit: aiohttp has closed with 1009
+            break
+    if ws.close_code is None:
+        await ws.close(code=WSCloseCode.OK)
+
+
+async def _answer(data: str, claims: Claims, app: web.Application) -> str | None:
+    try:
+        frame = json.loads(data)
+    except ValueError:
+        return _error("the frame is not valid JSON")
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        return _error("type: a frame is a JSON object with a string 'type'")
+    kind = frame["type"]
+    if kind == "ping":
+        return wire.dumps({"type": "pong"})
+    if kind == "read":
+        ids = frame.get("ids")
+        if (
+            not isinstance(ids, list)
+            or not ids
+            or len(ids) > MAX_READ_IDS
+            or not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**63 for i in ids)
+        ):
+            return _error(f"ids: a list of 1..{MAX_READ_IDS} notification ids")
+        # The read frame itself comes back through the database trigger, to
+        # every socket of this user, like a read from REST or psql.
+        await app[keys.POOL].execute(Q.mark_many_read, claims.user_id, ids)
+        return None
+    return _error(f"type: unknown frame type {kind[:40]!r}")
