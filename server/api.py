@@ -24,7 +24,7 @@ def authenticate(request: web.Request) -> Claims:
         claims = decode_token(request.app[keys.SETTINGS].jwt_secret, token.strip())
     except TokenError as e:
         raise ApiError(401, e.code, e.message) from None
-    request["user_id"] = claims.user_id
+    request[keys.USER_ID] = claims.user_id
     return claims
 
 
@@ -40,7 +40,7 @@ async def login(request: web.Request) -> web.Response:
     settings = request.app[keys.SETTINGS]
     roles = list(row["roles"])
     token = issue_token(settings.jwt_secret, settings.jwt_ttl, row["id"], row["username"], roles)
-    request["user_id"] = row["id"]
+    request[keys.USER_ID] = row["id"]
     return web.json_response(
         {
             "token": token,
@@ -112,7 +112,11 @@ async def healthz(request: web.Request) -> web.Response:
     except Exception:  # any failure to reach the database is a 503, not a 500
         database = False
     ok = database and listener.connected
-    body = {"status": "ok" if ok else "unavailable", "database": database, "listener": listener.connected}
+    body = {
+        "status": "ok" if ok else "unavailable",
+        "database": database,
+        "listener": listener.connected,
+    }
     if not ok:
         body["error"] = {"code": "unavailable", "message": "database or listener not connected"}
     return web.json_response(body, status=200 if ok else 503)

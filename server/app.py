@@ -30,10 +30,10 @@ STATE_CHANGES_KEEP_SECONDS = 600
 @web.middleware
 async def request_id_middleware(request: web.Request, handler):
     rid = request.headers.get("X-Request-Id", "")
-    request["request_id"] = rid if 0 < len(rid) <= 64 and rid.isprintable() else uuid.uuid4().hex
+    request[keys.REQUEST_ID] = rid if 0 < len(rid) <= 64 and rid.isprintable() else uuid.uuid4().hex
     response = await handler(request)
     if not response.prepared:
-        response.headers["X-Request-Id"] = request["request_id"]
+        response.headers["X-Request-Id"] = request[keys.REQUEST_ID]
     return response
 
 

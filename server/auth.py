@@ -61,7 +61,9 @@ def decode_token(secret: str, token: str) -> Claims:
     except jwt.ExpiredSignatureError:
         raise TokenError("token_expired", "the token has expired; log in again") from None
     except jwt.PyJWTError:
-        raise TokenError("unauthorized", "the token is missing, malformed or badly signed") from None
+        raise TokenError(
+            "unauthorized", "the token is missing, malformed or badly signed"
+        ) from None
     try:
         user_id = int(raw["sub"])
         roles = tuple(str(r) for r in raw.get("roles", []))

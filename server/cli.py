@@ -42,7 +42,8 @@ def add_user(url: str, name: str, password: str, roles: list[str]) -> int:
 
     with psycopg.connect(url) as conn:
         row = conn.execute(
-            "INSERT INTO pgbell.users (username, password_hash, roles) VALUES (%s, %s, %s) RETURNING id",
+            "INSERT INTO pgbell.users (username, password_hash, roles)"
+            " VALUES (%s, %s, %s) RETURNING id",
             (name, hash_password(password), roles),
         ).fetchone()
     return row[0]
@@ -68,7 +69,9 @@ def cmd_rules(args: argparse.Namespace) -> int:
                 "SELECT table_name FROM pgbell.rules WHERE name = %s", (args.name,)
             ).fetchone()
             if row is None:
-                raise SystemExit(f"pgbell: no notification trigger named {args.name!r} (see `pgbell rules`)")
+                raise SystemExit(
+                    f"pgbell: no notification trigger named {args.name!r} (see `pgbell rules`)"
+                )
             rel = conn.execute(
                 "SELECT tgrelid::regclass::text FROM pg_trigger WHERE tgname = %s", (args.name,)
             ).fetchone()[0]
@@ -88,7 +91,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
     table = [header] + [(r[0], r[1], r[2], r[3], "yes" if r[4] else "NO", r[5]) for r in rows]
     widths = [max(len(str(r[i])) for r in table) for i in range(5)]
     for r in table:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5])
+        print("  ".join(str(c).ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5])
     return 0
 
 
@@ -103,7 +106,9 @@ def serve(settings: Settings) -> None:
     logs.setup(settings.log_level, settings.log_format)
     log = logging.getLogger("pgbell")
     if settings.jwt_secret_generated:
-        log.warning("PGBELL_JWT_SECRET is not set: using a random secret; tokens end with this process")
+        log.warning(
+            "PGBELL_JWT_SECRET is not set: using a random secret; tokens end with this process"
+        )
     web.run_app(
         create_app(settings),
         host=settings.host,
@@ -144,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         env["PGBELL_JWT_SECRET"] = secret_file.read_text().strip()
     url = env["DATABASE_URL"]
     migrate.upgrade(url)
-    print("pgbell: demo users (password for each: %s)" % DEMO_PASSWORD)
+    print(f"pgbell: demo users (password for each: {DEMO_PASSWORD})")
     for name, roles in DEMO_USERS:
         try:
             add_user(url, name, DEMO_PASSWORD, roles)
@@ -162,7 +167,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pgbell", description="Real-time notifications with PostgreSQL as the bus.")
+    p = argparse.ArgumentParser(
+        prog="pgbell", description="Real-time notifications with PostgreSQL as the bus."
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     m = sub.add_parser("migrate", help="apply every migration to $DATABASE_URL (safe to run twice)")
@@ -187,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_rules)
 
     run = sub.add_parser("run", help="start everything on the embedded default (make run)")
-    run.add_argument("--data-dir", default=str(ROOT / ".data"), help="embedded data (default .data/)")
+    run.add_argument(
+        "--data-dir", default=str(ROOT / ".data"), help="embedded data (default .data/)"
+    )
     run.add_argument("--host")
     run.add_argument("--port", type=int)
     run.set_defaults(func=cmd_run)

@@ -66,7 +66,9 @@ class Settings:
         env = dict(os.environ if env is None else env)
         url = env.get("DATABASE_URL", "")
         if not url:
-            raise ConfigError("DATABASE_URL is not set (a libpq URL: postgresql://user@host:port/db)")
+            raise ConfigError(
+                "DATABASE_URL is not set (a libpq URL: postgresql://user@host:port/db)"
+            )
         secret = env.get("PGBELL_JWT_SECRET", "")
         generated = False
         if not secret:
@@ -84,7 +86,9 @@ class Settings:
             host=env.get("PGBELL_HOST") or "127.0.0.1",
             port=_int(env, "PGBELL_PORT", 8080, 0, 65535),
             max_body_bytes=_int(env, "PGBELL_MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
-            ws_max_frame_bytes=_int(env, "PGBELL_WS_MAX_FRAME_BYTES", 64 * 1024, 128, 16 * 1024 * 1024),
+            ws_max_frame_bytes=_int(
+                env, "PGBELL_WS_MAX_FRAME_BYTES", 64 * 1024, 128, 16 * 1024 * 1024
+            ),
             ws_heartbeat=_float(env, "PGBELL_WS_HEARTBEAT", 30.0, 1.0, 3600.0),
             send_queue_size=_int(env, "PGBELL_SEND_QUEUE_SIZE", 256, 1, 1_000_000),
             poll_interval=_float(env, "PGBELL_POLL_INTERVAL", 5.0, 0.05, 3600.0),

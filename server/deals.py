@@ -59,7 +59,9 @@ async def create_payment(request: web.Request) -> web.Response:
     amount = validate.number(body, "amount", minimum=0, exclusive=True, maximum=MAX_AMOUNT)
     if round(amount, 2) <= 0:
         raise invalid("amount", "must be at least 0.01")
-    row = await request.app[keys.POOL].fetchrow(Q.insert_payment, deal_id, Decimal(f"{amount:.2f}"), claims.user_id)
+    row = await request.app[keys.POOL].fetchrow(
+        Q.insert_payment, deal_id, Decimal(f"{amount:.2f}"), claims.user_id
+    )
     if row is None:
         raise not_found("deal")
     return web.json_response({"payment": wire.payment(row)}, status=201)

@@ -106,12 +106,22 @@ def _frames(notes, changes, counts: dict[int, int]) -> list[Frame]:
             still_unread_after[uid] += 1
     for row, count in reversed(per_note):
         text = wire.dumps(
-            {"type": "notification", "notification": wire.notification(row), "unread_count": max(count, 0)}
+            {
+                "type": "notification",
+                "notification": wire.notification(row),
+                "unread_count": max(count, 0),
+            }
         )
-        frames.append(Frame(row["user_id"], text, frozenset((row["id"],)), row["created_at"].timestamp()))
+        frames.append(
+            Frame(row["user_id"], text, frozenset((row["id"],)), row["created_at"].timestamp())
+        )
     for row in changes:
         text = wire.dumps(
-            {"type": row["change"], "ids": list(row["ids"]), "unread_count": counts.get(row["user_id"], 0)}
+            {
+                "type": row["change"],
+                "ids": list(row["ids"]),
+                "unread_count": counts.get(row["user_id"], 0),
+            }
         )
         frames.append(Frame(row["user_id"], text))
     return frames

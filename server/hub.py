@@ -55,7 +55,9 @@ class Subscriber:
             self._stats.slow_consumers_closed += 1
             log.warning("closing slow consumer", extra={"user_id": self.user_id})
             self.closed = True
-            asyncio.get_running_loop().create_task(self._close(SLOW_CONSUMER_CLOSE, "slow_consumer"))
+            asyncio.get_running_loop().create_task(
+                self._close(SLOW_CONSUMER_CLOSE, "slow_consumer")
+            )
 
     def start(self, already_sent: frozenset[int] = frozenset()) -> None:
         """Begin sending queued frames, skipping notifications already sent in

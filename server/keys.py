@@ -20,3 +20,7 @@ HUB: web.AppKey[Hub] = web.AppKey("hub")
 FEED: web.AppKey[Feed] = web.AppKey("feed")
 LISTENER: web.AppKey[Listener] = web.AppKey("listener")
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")
+
+# Per-request values, read by the access logger.
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
+USER_ID: web.RequestKey[int] = web.RequestKey("user_id", int)

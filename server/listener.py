@@ -76,7 +76,12 @@ class Listener:
                 await self._serve(conn)
             except asyncio.CancelledError:
                 raise
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as e:
+            except (
+                OSError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                asyncio.TimeoutError,
+            ) as e:
                 log.warning("listener connection lost", extra={"error": repr(e)})
             finally:
                 self.connected = False

@@ -15,6 +15,8 @@ import time
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from server import keys
+
 _TOKEN_IN_QUERY = re.compile(r"(?i)(token=)[^&\s]*")
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -56,8 +58,8 @@ class AccessLogger(AbstractAccessLogger):
         self.logger.info(
             "request",
             extra={
-                "request_id": request.get("request_id"),
-                "user_id": request.get("user_id"),
+                "request_id": request.get(keys.REQUEST_ID),
+                "user_id": request.get(keys.USER_ID),
                 "method": request.method,
                 "path": redact(request.path_qs),
                 "status": response.status,

@@ -40,7 +40,9 @@ def string(body: dict[str, Any], name: str, lo: int, hi: int) -> str:
     return value
 
 
-def number(body: dict[str, Any], name: str, *, minimum: float, exclusive: bool, maximum: float) -> float:
+def number(
+    body: dict[str, Any], name: str, *, minimum: float, exclusive: bool, maximum: float
+) -> float:
     if name not in body:
         raise invalid(name, "is required")
     value = body[name]

@@ -65,18 +65,22 @@ async def _snapshot(pool: asyncpg.Pool, user_id: int, since: int | None, size: i
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     app = request.app
     settings = app[keys.SETTINGS]
-    ws = web.WebSocketResponse(heartbeat=settings.ws_heartbeat, max_msg_size=settings.ws_max_frame_bytes)
+    ws = web.WebSocketResponse(
+        heartbeat=settings.ws_heartbeat, max_msg_size=settings.ws_max_frame_bytes
+    )
     await ws.prepare(request)
     try:
         claims = decode_token(settings.jwt_secret, _token(request))
     except TokenError as e:
         await ws.close(code=AUTH_CLOSE, message=e.code.encode())
         return ws
-    request["user_id"] = claims.user_id
+    request[keys.USER_ID] = claims.user_id
     try:
         since = _since(request)
     except ValueError as e:
-        await ws.send_str(wire.dumps({"type": "error", "error": {"code": "invalid_request", "message": str(e)}}))
+        await ws.send_str(
+            wire.dumps({"type": "error", "error": {"code": "invalid_request", "message": str(e)}})
+        )
         since = None
 
     hub = app[keys.HUB]
@@ -92,7 +96,9 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     try:
         snapshot = await _snapshot(app[keys.POOL], claims.user_id, since, settings.snapshot_size)
         await ws.send_str(wire.dumps(snapshot))
-        sent = {n["id"] for n in snapshot["notifications"]} | {n["id"] for n in snapshot.get("missed", [])}
+        sent = {n["id"] for n in snapshot["notifications"]} | {
+            n["id"] for n in snapshot.get("missed", [])
+        }
         sub.start(frozenset(sent))
         await _read_loop(ws, sub, claims, app)
     finally:
@@ -114,7 +120,9 @@ def _error(message: str) -> str:
     return wire.dumps({"type": "error", "error": {"code": "invalid_request", "message": message}})
 
 
-async def _read_loop(ws: web.WebSocketResponse, sub: Subscriber, claims: Claims, app: web.Application) -> None:
+async def _read_loop(
+    ws: web.WebSocketResponse, sub: Subscriber, claims: Claims, app: web.Application
+) -> None:
     async for msg in ws:
         if msg.type == WSMsgType.TEXT:
             answer = await _answer(msg.data, claims, app)
@@ -145,7 +153,9 @@ async def _answer(data: str, claims: Claims, app: web.Application) -> str | None
             not isinstance(ids, list)
             or not ids
             or len(ids) > MAX_READ_IDS
-            or not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**63 for i in ids)
+            or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**63 for i in ids
+            )
         ):
             return _error(f"ids: a list of 1..{MAX_READ_IDS} notification ids")
         # The read frame itself comes back through the database trigger, to

@@ -1,0 +1,110 @@
+"""Helpers shared by the tests: databases, users, bounded waits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from functools import cache
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import psycopg
+
+from server.auth import hash_password
+
+JWT_SECRET = "test-secret-" + "x" * 32
+DEFAULT_WAIT = 5.0
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL pointing at database `name`."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+@cache
+def _hash(password: str) -> str:
+    return hash_password(password)
+
+
+def add_user(db_url: str, name: str, roles: tuple[str, ...] = (), password: str = "pw") -> int:
+    with psycopg.connect(db_url) as conn:
+        return conn.execute(
+            "INSERT INTO pgbell.users (username, password_hash, roles)"
+            " VALUES (%s, %s, %s) RETURNING id",
+            (name, _hash(password), list(roles)),
+        ).fetchone()[0]
+
+
+def insert_deal(db_url: str, title: str, owner_id: int, amount: float = 12000) -> int:
+    """A plain SQL writer, as psql would be: its own connection, autocommit."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return conn.execute(
+            "INSERT INTO deals (title, amount, owner_id) VALUES (%s, %s, %s) RETURNING id",
+            (title, amount, owner_id),
+        ).fetchone()[0]
+
+
+async def login(session: aiohttp.ClientSession, base: str, name: str, password: str = "pw") -> str:
+    async with session.post(
+        f"{base}/auth/login", json={"username": name, "password": password}
+    ) as r:
+        body = await r.json()
+        assert r.status == 200, f"login {name}: {r.status} {body}"
+        return body["token"]
+
+
+async def next_frame(
+    ws: aiohttp.ClientWebSocketResponse, want: str, timeout: float = DEFAULT_WAIT, where: str = ""
+) -> dict[str, Any]:
+    """The next frame of type `want`, skipping others; fails naming what did not arrive."""
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no {want!r} frame {where} within {timeout} s (saw {seen})")
+        try:
+            msg = await asyncio.wait_for(ws.receive(), left)
+        except asyncio.TimeoutError:
+            raise AssertionError(
+                f"no {want!r} frame {where} within {timeout} s (saw {seen})"
+            ) from None
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            raise AssertionError(
+                f"waiting for {want!r} {where}: socket gave {msg.type} {msg.data!r}"
+            )
+        frame = json.loads(msg.data)
+        if frame.get("type") == want:
+            return frame
+        seen.append(frame.get("type"))
+
+
+async def assert_no_frame_before_pong(ws: aiohttp.ClientWebSocketResponse, where: str) -> None:
+    """Frames to one socket are sent in order, so a pong answered after the
+    server published proves nothing else was queued for it meanwhile."""
+    await ws.send_json({"type": "ping"})
+    msg = await asyncio.wait_for(ws.receive(), DEFAULT_WAIT)
+    frame = json.loads(msg.data)
+    assert frame == {"type": "pong"}, f"{where} got {frame} where nothing was expected"
+
+
+async def wait_until(predicate, what: str, timeout: float = DEFAULT_WAIT, interval: float = 0.02):
+    """Poll a condition with a bound; fails saying what never became true."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not true within {timeout} s")
+        await asyncio.sleep(interval)
