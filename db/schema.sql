@@ -55,10 +55,10 @@ CREATE TABLE pgbell.preferences (
     user_id      bigint NOT NULL REFERENCES pgbell.users (id) ON DELETE CASCADE,
     kind         text NOT NULL REFERENCES pgbell.templates (kind) ON DELETE CASCADE ON UPDATE CASCADE,
     muted        boolean NOT NULL DEFAULT false,
-    min_priority pgbell.priority NOT NULL DEFAULT 'low',
+    min_priority pgbell.priority,  -- NULL: the user's global min_priority
     PRIMARY KEY (user_id, kind)
 );
-COMMENT ON TABLE pgbell.preferences IS 'Per user and kind: mute, or a minimum priority; overrides pgbell.global_preferences.min_priority. urgent is always delivered.';
+COMMENT ON TABLE pgbell.preferences IS 'Per user and kind: mute, or a minimum priority (NULL inherits pgbell.global_preferences.min_priority). urgent is always delivered.';
 
 CREATE TABLE pgbell.notifications (
     id          bigserial PRIMARY KEY,

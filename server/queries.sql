@@ -97,3 +97,29 @@ RETURNING id, deal_id, amount, created_by, created_at;
 
 -- name: prune_state_changes
 DELETE FROM pgbell.state_changes WHERE created_at < now() - make_interval(secs => $1);
+
+-- name: global_preferences
+SELECT muted, min_priority::text FROM pgbell.global_preferences WHERE user_id = $1;
+
+-- name: kind_preferences
+-- Every kind with a template, with this user's setting or the default.
+SELECT t.kind, t.description, t.priority::text AS default_priority,
+       coalesce(p.muted, false) AS muted, p.min_priority::text AS min_priority
+  FROM pgbell.templates t
+  LEFT JOIN pgbell.preferences p ON p.kind = t.kind AND p.user_id = $1
+ ORDER BY t.kind;
+
+-- name: known_kinds
+SELECT kind FROM pgbell.templates WHERE kind = ANY ($1::text[]);
+
+-- name: upsert_global_preferences
+INSERT INTO pgbell.global_preferences (user_id, muted, min_priority)
+VALUES ($1, $2, $3::text::pgbell.priority)
+ON CONFLICT (user_id) DO UPDATE SET muted = excluded.muted, min_priority = excluded.min_priority;
+
+-- name: clear_kind_preferences
+DELETE FROM pgbell.preferences WHERE user_id = $1;
+
+-- name: insert_kind_preference
+INSERT INTO pgbell.preferences (user_id, kind, muted, min_priority)
+VALUES ($1, $2, $3, $4::text::pgbell.priority);
