@@ -53,7 +53,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     ws_max_frame_bytes: int = 64 * 1024
     ws_heartbeat: float = 30.0
-    send_queue_size: int = 4096
+    send_queue_size: int = 16384
     snapshot_size: int = 50
     poll_interval: float = 5.0
     db_pool_max: int = 10
@@ -90,7 +90,7 @@ class Settings:
                 env, "PGBELL_WS_MAX_FRAME_BYTES", 64 * 1024, 128, 16 * 1024 * 1024
             ),
             ws_heartbeat=_float(env, "PGBELL_WS_HEARTBEAT", 30.0, 1.0, 3600.0),
-            send_queue_size=_int(env, "PGBELL_SEND_QUEUE_SIZE", 4096, 1, 1_000_000),
+            send_queue_size=_int(env, "PGBELL_SEND_QUEUE_SIZE", 16384, 1, 1_000_000),
             poll_interval=_float(env, "PGBELL_POLL_INTERVAL", 5.0, 0.05, 3600.0),
             db_pool_max=_int(env, "PGBELL_DB_POOL_MAX", 10, 2, 1000),
             log_level=(env.get("PGBELL_LOG_LEVEL") or "INFO").upper(),

@@ -24,7 +24,9 @@ from server.sql import Q
 log = logging.getLogger(__name__)
 
 AUTH_CLOSE = 4401
-MAX_MISSED = 1000
+# A resume returns at most this many missed rows, oldest first, and says
+# so with "missed_truncated": the client pages the rest over REST.
+MAX_MISSED = 10_000
 MAX_READ_IDS = 1000
 
 
@@ -51,14 +53,16 @@ async def _snapshot(pool: asyncpg.Pool, user_id: int, since: int | None, size: i
             unread = await conn.fetch(Q.snapshot_unread, user_id, size)
             missed = None
             if since is not None:
-                missed = await conn.fetch(Q.missed_since, user_id, since, MAX_MISSED)
+                missed = await conn.fetch(Q.missed_since, user_id, since, MAX_MISSED + 1)
     frame = {
         "type": "snapshot",
         "unread_count": count,
         "notifications": [wire.notification(r) for r in unread],
     }
     if missed is not None:
-        frame["missed"] = [wire.notification(r) for r in missed]
+        frame["missed"] = [wire.notification(r) for r in missed[:MAX_MISSED]]
+        if len(missed) > MAX_MISSED:
+            frame["missed_truncated"] = True
     return frame
 
 
