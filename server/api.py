@@ -88,19 +88,25 @@ async def read_all(request: web.Request) -> web.Response:
     return web.json_response({"updated": int(status.split()[-1]), "unread_count": count})
 
 
-@routes.post(r"/notifications/{id}/read")
-async def read_one(request: web.Request) -> web.Response:
+async def change_one(request: web.Request, update: str) -> web.Response:
+    """Run `update` ($1 id, $2 user id) on one of the caller's notifications
+    and answer {"notification", "unread_count"}."""
     claims = authenticate(request)
     note_id = validate.path_id(request)
     async with request.app[keys.POOL].acquire() as conn:
         async with conn.transaction():
-            await conn.execute(Q.mark_read, note_id, claims.user_id)
+            await conn.execute(update, note_id, claims.user_id)
             row = await conn.fetchrow(Q.get_notification, note_id, claims.user_id)
             if row is None:
                 # another user's id answers exactly like an unknown one
                 raise not_found("notification")
             count = await conn.fetchval(Q.unread_count, claims.user_id)
     return web.json_response({"notification": wire.notification(row), "unread_count": count})
+
+
+@routes.post(r"/notifications/{id}/read")
+async def read_one(request: web.Request) -> web.Response:
+    return await change_one(request, Q.mark_read)
 
 
 @routes.get("/healthz")

@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 from aiohttp import WSCloseCode, web
 
-from server import api, deals, keys, preferences
+from server import api, archive, deals, keys, preferences
 from server.config import Settings
 from server.errors import error_middleware
 from server.feed import Feed
@@ -98,6 +98,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(api.routes)
     app.router.add_routes(deals.routes)
     app.router.add_routes(preferences.routes)
+    app.router.add_routes(archive.routes)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/", index)
     if CLIENT_DIR.is_dir():

@@ -123,3 +123,11 @@ DELETE FROM pgbell.preferences WHERE user_id = $1;
 -- name: insert_kind_preference
 INSERT INTO pgbell.preferences (user_id, kind, muted, min_priority)
 VALUES ($1, $2, $3, $4::text::pgbell.priority);
+
+-- name: archive_one
+UPDATE pgbell.notifications SET archived_at = now()
+ WHERE id = $1 AND user_id = $2 AND archived_at IS NULL;
+
+-- name: archive_read
+UPDATE pgbell.notifications SET archived_at = now()
+ WHERE user_id = $1 AND read_at IS NOT NULL AND archived_at IS NULL;

@@ -5,6 +5,8 @@
 -- amount, owner_id}. One trigger call per statement (the inserted rows come
 -- as a transition table), so a bulk INSERT ... SELECT stays one call.
 -- Sends nothing itself: the notification rows wake the servers on commit.
+-- A failure inside pgbell (say, a DBA deleted the template) becomes a
+-- WARNING: the writer's deal is never rolled back because of pgbell.
 
 CREATE FUNCTION pgbell.deal_created_v1() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -17,6 +19,9 @@ BEGIN
                                    'owner_id', d.owner_id))
        FROM new_deals d
       ORDER BY d.id;
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'pgbell: deal_created notifications not written: % (%)', SQLERRM, SQLSTATE;
     RETURN NULL;
 END;
 $$;

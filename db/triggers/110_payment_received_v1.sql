@@ -3,7 +3,8 @@
 -- For every inserted payment: pgbell.notify('payment_received') to the
 -- owner of its deal, with data {deal_id, payment_id, title, amount}; the
 -- template's priority is high. Sends nothing itself: the notification rows
--- wake the servers on commit.
+-- wake the servers on commit. A failure inside pgbell becomes a WARNING:
+-- the writer's payment is never rolled back because of pgbell.
 
 CREATE FUNCTION pgbell.payment_received_v1() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -16,6 +17,9 @@ BEGIN
        FROM new_payments p
        JOIN public.deals d ON d.id = p.deal_id
       ORDER BY p.id;
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'pgbell: payment_received notifications not written: % (%)', SQLERRM, SQLSTATE;
     RETURN NULL;
 END;
 $$;

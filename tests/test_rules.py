@@ -1,0 +1,71 @@
+"""DBA operations: `pgbell rules` lists, disables and enables triggers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import psycopg
+
+from tests.support import add_user
+
+
+def pgbell(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, DATABASE_URL=url)
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def _notifications(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT count(*) FROM pgbell.notifications").fetchone()[0]
+
+
+def _deal(url: str, owner: int) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO deals (title, amount, owner_id) VALUES ('X', 1, %s)", (owner,))
+
+
+def test_rules_lists_every_trigger_from_the_catalog(database_url):
+    out = pgbell(database_url, "rules")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[:5] == ["NAME", "TABLE", "EVENT", "FUNCTION", "ENABLED"]
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert set(rows) == {
+        "_100_deal_created_v1",
+        "_110_payment_received_v1",
+        "_900_wake_servers_v1",
+        "_910_state_changes_v1",
+    }
+    assert (
+        "deals" in rows["_100_deal_created_v1"] and "AFTER INSERT" in rows["_100_deal_created_v1"]
+    )
+    assert "pgbell.deal_created_v1()" in rows["_100_deal_created_v1"]
+    assert "owner and every manager" in rows["_100_deal_created_v1"]
+
+
+def test_disable_stops_a_trigger_and_enable_restores_it(database_url):
+    owner = add_user(database_url, "ann")
+    out = pgbell(database_url, "rules", "disable", "_100_deal_created_v1")
+    assert out.returncode == 0, out.stderr
+    assert "disabled" in out.stdout
+    [listed] = [
+        ln for ln in pgbell(database_url, "rules").stdout.splitlines() if ln.startswith("_100")
+    ]
+    assert " NO " in listed, listed
+    _deal(database_url, owner)
+    assert _notifications(database_url) == 0
+
+    out = pgbell(database_url, "rules", "enable", "_100_deal_created_v1")
+    assert out.returncode == 0, out.stderr
+    _deal(database_url, owner)
+    assert _notifications(database_url) == 1
+
+
+def test_unknown_rule_is_a_clear_error(database_url):
+    out = pgbell(database_url, "rules", "disable", "no_such_trigger")
+    assert out.returncode != 0
+    assert "no notification trigger named 'no_such_trigger'" in out.stderr
