@@ -43,7 +43,12 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         settings.database_url, min_size=1, max_size=settings.db_pool_max, command_timeout=30
     )
     yield
-    await app[keys.POOL].close()
+    try:
+        # close() waits for every borrowed connection; never wait forever
+        await asyncio.wait_for(app[keys.POOL].close(), timeout=10)
+    except TimeoutError:
+        log.warning("database pool did not close in 10 s; terminating it")
+        app[keys.POOL].terminate()
 
 
 async def _fanout(app: web.Application) -> AsyncIterator[None]:

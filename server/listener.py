@@ -48,10 +48,10 @@ class Listener:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            # bounded: shutdown must finish even if the task is wedged
+            done, _ = await asyncio.wait([self._task], timeout=5)
+            if not done:
+                log.error("listener did not stop within 5 s")
 
     def _on_notify(self, *_: object) -> None:
         self.notifies_received += 1
@@ -76,12 +76,7 @@ class Listener:
                 await self._serve(conn)
             except asyncio.CancelledError:
                 raise
-            except (
-                OSError,
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-                asyncio.TimeoutError,
-            ) as e:
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
                 log.warning("listener connection lost", extra={"error": repr(e)})
             finally:
                 self.connected = False
@@ -95,8 +90,11 @@ class Listener:
     async def _serve(self, conn: asyncpg.Connection) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
-            except asyncio.TimeoutError:
+                # asyncio.timeout, not wait_for: on Python 3.11, wait_for around
+                # Event.wait can leave a cancelled task waiting forever.
+                async with asyncio.timeout(self._poll_interval):
+                    await self._wake.wait()
+            except TimeoutError:
                 # quiet interval: prove the connection is alive, then poll anyway
                 await conn.fetchval("SELECT 1", timeout=5)
             self._wake.clear()

@@ -73,7 +73,7 @@ async def next_frame(
             raise AssertionError(f"no {want!r} frame {where} within {timeout} s (saw {seen})")
         try:
             msg = await asyncio.wait_for(ws.receive(), left)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AssertionError(
                 f"no {want!r} frame {where} within {timeout} s (saw {seen})"
             ) from None

@@ -37,7 +37,7 @@ async def _collect(ws: aiohttp.ClientWebSocketResponse, want: int, timeout: floa
             break
         try:
             msg = await asyncio.wait_for(ws.receive(), left)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             break
         assert msg.type == aiohttp.WSMsgType.TEXT, f"socket ended: {msg.type} {msg.data!r}"
         frame = json.loads(msg.data)
