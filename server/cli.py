@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import subprocess
 import sys
 from pathlib import Path
 
@@ -149,6 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         env["PGBELL_JWT_SECRET"] = secret_file.read_text().strip()
     url = env["DATABASE_URL"]
     migrate.upgrade(url)
+    print(f"pgbell: database {url}  (`pgbell psql` opens it)")
     print(f"pgbell: demo users (password for each: {DEMO_PASSWORD})")
     for name, roles in DEMO_USERS:
         try:
@@ -164,6 +166,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"pgbell: open http://{settings.host}:{settings.port} (Ctrl-C stops)", flush=True)
     serve(settings)
     return 0
+
+
+def run_psql(psql_args: list[str]) -> int:
+    """psql on $DATABASE_URL, or on the embedded database of `make run`."""
+    from server import embedded
+
+    url = os.environ.get("DATABASE_URL") or embedded.start(ROOT / ".data")
+    psql = embedded.bin_dir() / "psql"
+    return subprocess.run([str(psql), "-X", "-d", url, *psql_args], check=False).returncode
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,10 +211,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--host")
     run.add_argument("--port", type=int)
     run.set_defaults(func=cmd_run)
+
+    sub.add_parser(
+        "psql",
+        help="psql on $DATABASE_URL, or on the embedded database of make run;"
+        " the rest of the line goes to psql",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["psql"] and argv[1:2] not in (["-h"], ["--help"]):
+        # everything after `psql` is psql's own, options included
+        return run_psql(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
