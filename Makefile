@@ -4,6 +4,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+PYDIRS := $(wildcard server tests bench db)
 STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: run test lint format bench venv clean
@@ -23,12 +24,12 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check server tests bench db
-	$(BIN)/ruff format --check server tests bench db
+	$(BIN)/ruff check $(PYDIRS)
+	$(BIN)/ruff format --check $(PYDIRS)
 
 format: $(STAMP)
-	$(BIN)/ruff format server tests bench db
-	$(BIN)/ruff check --fix server tests bench db
+	$(BIN)/ruff format $(PYDIRS)
+	$(BIN)/ruff check --fix $(PYDIRS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(ARGS)
