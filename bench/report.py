@@ -1,0 +1,182 @@
+"""Turn the raw figures into the printed tables and the JSON on disk.
+
+The machine description is read, never assumed: figures from a 2-core box
+and from a workstation are not comparable, so every result file says
+where it was measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import psycopg
+
+RECIPIENTS = ("owner", "managers")
+
+
+def _cmd(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return (out.stdout or out.stderr).strip() or "unknown"
+
+
+def machine(pg_dsn: str, baseline_python: Path) -> dict:
+    info: dict = {
+        "nproc": _cmd(["nproc"]),
+        "cpu": "unknown",
+        "memory": "unknown",
+        "kernel": platform.release(),
+        "python_bench_and_pgbell": platform.python_version(),
+    }
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                info["memory"] = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    if baseline_python.exists():
+        info["python_baseline"] = _cmd([str(baseline_python), "--version"]).replace("Python ", "")
+    info["redis"] = _cmd(["redis-server", "--version"]).split(" sha=")[0]
+    try:
+        with psycopg.connect(pg_dsn, connect_timeout=5) as conn:
+            info["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]
+            for name in ("fsync", "synchronous_commit", "wal_sync_method", "shared_buffers"):
+                info[f"pg_{name}"] = conn.execute(f"SHOW {name}").fetchone()[0]
+    except psycopg.Error as e:
+        info["postgresql"] = f"unknown ({type(e).__name__})"
+    for pkg in ("aiohttp", "asyncpg", "psycopg", "websockets", "matplotlib"):
+        try:
+            info[f"pkg_{pkg}"] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return info
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else (f"{v:.1f}" if v < 1000 else f"{v:.0f}")
+
+
+def latency_rows(steps: list[dict], baseline_sql_na: bool) -> list[list[str]]:
+    rows = []
+    for s in steps:
+        for who in RECIPIENTS:
+            r = s["recipients"][who]
+            lat = r["latency_ms"]
+            errors = sum(s["errors"].values())
+            rows.append(
+                [
+                    s["system"],
+                    s["scenario"],
+                    f"{s['target_rate']:g}",
+                    f"{s['achieved_rate']:.1f}",
+                    who,
+                    _ms(lat["p50"]),
+                    _ms(lat["p95"]),
+                    _ms(lat["p99"]),
+                    _ms(lat["max"]),
+                    f"{r['delivered']}/{r['expected']}",
+                    str(errors),
+                ]
+            )
+    if baseline_sql_na:
+        rows.append(["baseline", "sql", "-", "n/a", "all"] + ["n/a"] * 6)
+    return rows
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    for r in rows:
+        cells = zip(r, widths, strict=True)
+        # names left, figures right
+        lines.append(
+            "  ".join(c.rjust(w) if i >= 2 else c.ljust(w) for i, (c, w) in enumerate(cells))
+        )
+    return "\n".join(lines)
+
+
+LATENCY_HEADER = [
+    "system", "scenario", "rate/s", "achieved/s", "recipient",
+    "p50 ms", "p95 ms", "p99 ms", "max ms", "delivered/expected", "errors",
+]  # fmt: skip
+
+
+def commit_rows(commit: list[dict]) -> tuple[list[str], list[list[str]]]:
+    variants = ["triggers on", "no wake-up", "triggers off"]
+    header = ["clients", *(f"{v} (commits/s)" for v in variants), "on / off"]
+    by = {(r["variant"], r["clients"]): r["commits_per_s"] for r in commit}
+    rows = []
+    for c in sorted({r["clients"] for r in commit}):
+        vals = [by.get((v, c)) for v in variants]
+        ratio = f"{vals[0] / vals[2]:.2f}" if vals[0] and vals[2] else "-"
+        rows.append([str(c), *("-" if v is None else f"{v:.0f}" for v in vals), ratio])
+    return header, rows
+
+
+def notes(steps: list[dict]) -> list[str]:
+    out = []
+    for s in steps:
+        tag = f"{s['system']} {s['scenario']} @{s['target_rate']:g}/s"
+        lag = s["harness_lag"]
+        if (lag.get("max_ms") or 0) > 100:
+            out.append(f"{tag}: harness loop lag p99 {lag['p99_ms']} ms, max {lag['max_ms']} ms")
+        if s["errors"]:
+            out.append(f"{tag}: writer errors {s['errors']}")
+        missing = sum(r["missing"] for r in s["recipients"].values())
+        if missing:
+            examples = "; ".join(s["missing_examples"][:3])
+            out.append(
+                f"{tag}: {missing} frames missing after {s['drain_s']} s drain, e.g. {examples}"
+            )
+        dups = sum(r["duplicates"] + r["extras"] for r in s["recipients"].values())
+        if dups:
+            out.append(f"{tag}: {dups} duplicate or unexpected frames")
+        if s["max_schedule_slip_ms"] > 1000:
+            slip = s["max_schedule_slip_ms"] / 1000
+            out.append(f"{tag}: writer fell up to {slip:.1f} s behind schedule (saturated)")
+    return out
+
+
+def render(result: dict) -> str:
+    parts = ["", "End-to-end: deal written -> notification frame (latency in ms)"]
+    rows = latency_rows(result["steps"], result["baseline_sql_na"])
+    parts.append(format_table(LATENCY_HEADER, rows))
+    if result.get("commit_rate"):
+        header, rows = commit_rows(result["commit_rate"])
+        parts += ["", "Writer commit rate, pgbench, one deal per transaction (pgbell database)"]
+        parts.append(format_table(header, rows))
+        parts.append("baseline: n/a (its notifications are not written by the database)")
+    extra = notes(result["steps"]) + result.get("problems", [])
+    if extra:
+        parts += ["", "Notes:"] + [f"- {n}" for n in extra]
+    return "\n".join(parts)
+
+
+def save(result: dict, results_dir: Path) -> Path:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / time.strftime("bench-%Y%m%d-%H%M%S.json")
+    text = json.dumps(result, indent=1)
+    path.write_text(text)
+    latest = results_dir / "latest.json"
+    tmp = latest.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, latest)
+    return path
+
+
+def command_line() -> str:
+    return " ".join([".venv/bin/python", "bench/run.py", *sys.argv[1:]])

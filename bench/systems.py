@@ -1,0 +1,151 @@
+"""Bring up the two systems under test with the same users.
+
+Both get users user0..user{N-1}, password 'pw', the first M with the role
+manager. The baseline seeds through its own seed.sh; pgbell gets a fresh
+database (dropped and recreated every run, so that earlier runs cannot
+weigh on the figures) and its users in one INSERT with one password hash,
+because hashing each password with argon2 would take longer than a step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from bench.options import ROOT, Options
+from bench.procs import ServerProcess, free_port
+
+BASELINE_DB_URL = "postgresql://postgres@127.0.0.1:5432/baseline_django"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass
+class System:
+    name: str
+    base_url: str
+    process: ServerProcess
+    dsn: str | None = None  # pgbell only: the SQL writer and pgbench use it
+
+
+def require_loopback(url: str) -> None:
+    host = conninfo_to_dict(url).get("host", "")
+    if host not in LOOPBACK:
+        raise SystemExit(f"bench: refusing a non-loopback database host {host!r} in {url}")
+
+
+async def run_bounded(argv: list[str], env: dict[str, str], cwd: Path, timeout: float) -> str:
+    """Run a set-up command to completion or kill it; return its output."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=timeout)
+    except (TimeoutError, asyncio.CancelledError):
+        proc.kill()
+        await asyncio.wait_for(proc.wait(), timeout=5)
+        raise
+    text = out.decode(errors="replace")
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{text[-2000:]}")
+    return text
+
+
+def _admin_url(url: str) -> tuple[str, str]:
+    params = conninfo_to_dict(url)
+    name = params.pop("dbname", None)
+    if not name:
+        raise SystemExit(f"bench: {url} names no database")
+    params["dbname"] = "postgres"
+    return make_conninfo(**params), name
+
+
+def recreate_database(url: str) -> None:
+    admin, name = _admin_url(url)
+    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+        # FORCE: a server left over from an interrupted run must not block the drop
+        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        conn.execute(drop.format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def insert_pgbell_users(url: str, users: int, managers: int) -> None:
+    from server.auth import hash_password  # pgbell's own hashing, so its login accepts it
+
+    pw_hash = hash_password("pw")
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        conn.execute(
+            "INSERT INTO pgbell.users (username, password_hash, roles)"
+            " SELECT 'user' || i, %s,"
+            "        CASE WHEN i < %s THEN '{manager}'::text[] ELSE '{}'::text[] END"
+            "   FROM generate_series(0, %s - 1) AS i ORDER BY i",
+            (pw_hash, managers, users),
+        )
+
+
+async def start_pgbell(opts: Options, logs: Path, procs: list[ServerProcess]) -> System:
+    require_loopback(opts.pgbell_url)
+    pgbell = ROOT / ".venv" / "bin" / "pgbell"
+    if not pgbell.exists():
+        raise RuntimeError(f"{pgbell} is missing: run `make venv` first")
+    await asyncio.to_thread(recreate_database, opts.pgbell_url)
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=opts.pgbell_url,
+        PGBELL_JWT_SECRET=secrets.token_urlsafe(36),
+        # the baseline logs at WARNING without an access log; same here
+        PGBELL_LOG_LEVEL="WARNING",
+    )
+    await run_bounded([str(pgbell), "migrate"], env, ROOT, timeout=120)
+    await asyncio.to_thread(insert_pgbell_users, opts.pgbell_url, opts.users, opts.managers)
+    port = free_port()
+    proc = ServerProcess(
+        "pgbell",
+        [str(pgbell), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env,
+        ROOT,
+        logs / "pgbell.log",
+    )
+    system = System("pgbell", f"http://127.0.0.1:{port}", proc, dsn=opts.pgbell_url)
+    procs.append(proc)  # registered first: the caller stops it even if start-up fails
+    await proc.start()
+    await proc.wait_healthy(system.base_url, opts.startup_timeout)
+    return system
+
+
+async def start_baseline(opts: Options, logs: Path, procs: list[ServerProcess]) -> System:
+    here = opts.baseline_dir
+    env = dict(os.environ)
+    env.setdefault("BASELINE_DATABASE_URL", BASELINE_DB_URL)
+    env.setdefault("BASELINE_REDIS_URL", "redis://127.0.0.1:6379/0")
+    require_loopback(env["BASELINE_DATABASE_URL"])
+    if not env["BASELINE_REDIS_URL"].startswith(("redis://127.0.0.1", "redis://localhost")):
+        raise SystemExit("bench: BASELINE_REDIS_URL must point at loopback")
+    # seed.sh builds the baseline's venv on first use: that can take minutes
+    await run_bounded(
+        [str(here / "seed.sh"), str(opts.users), str(opts.managers), "--reset"],
+        env,
+        here,
+        timeout=opts.startup_timeout,
+    )
+    port = free_port()
+    proc = ServerProcess(
+        "baseline", [str(here / "run.sh"), str(port)], env, here, logs / "baseline.log"
+    )
+    system = System("baseline", f"http://127.0.0.1:{port}", proc)
+    procs.append(proc)  # registered first: the caller stops it even if start-up fails
+    await proc.start()
+    await proc.wait_healthy(system.base_url, opts.startup_timeout)
+    return system
