@@ -7,6 +7,7 @@ contention between them instead of either of them.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import aiohttp
 from bench.clients import Fleet, login_all
 from bench.options import Options
 from bench.procs import ServerProcess
-from bench.scenario import run_step
+from bench.scenario import StepResult, run_step, settle
 from bench.systems import System, start_baseline, start_pgbell
 from bench.writers import REQUEST_TIMEOUT, http_writer, sql_writer
 
@@ -31,7 +32,11 @@ def scenarios_for(opts: Options, system: str) -> list[str]:
 async def run_system(
     opts: Options, name: str, logs: Path, procs: list[ServerProcess]
 ) -> tuple[list[dict], System | None]:
-    """All steps for `name`; returns their JSON and the (stopped) system."""
+    """All steps for `name`; returns their JSON and the (stopped) system.
+
+    If a step fails half-way the exception propagates and the steps done so
+    far are lost with it: a partial table would read as a complete one.
+    """
     scenarios = scenarios_for(opts, name)
     starter = start_pgbell if name == "pgbell" else start_baseline
     t0 = time.monotonic()
@@ -40,7 +45,7 @@ async def run_system(
     print(f"{name}: healthy after {time.monotonic() - t0:.1f} s at {system.base_url}", flush=True)
     if not scenarios:
         return [], system
-    steps: list[dict] = []
+    steps: list[StepResult] = []
     fleet: Fleet | None = None
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
     connector = aiohttp.TCPConnector(limit=opts.max_inflight + 8)
@@ -85,19 +90,27 @@ async def run_system(
             for scenario in scenarios:
                 for rate in opts.rates:
                     tag = f"{scenario}-{rate:g}"
+                    # deleting rows pgbell has not fanned out yet would make a
+                    # loss of our own: clear only after a fully delivered step
+                    clear = not opts.keep_backlog and not (steps and steps[-1].joined.all.missing)
+                    if clear:
+                        await asyncio.to_thread(system.clear_notifications)
                     make = http_step if scenario == "http" else sql_step
                     step = await run_step(
                         name, scenario, rate, opts.duration, opts.drain, fleet, managers,
                         make(rate, tag),
                     )  # fmt: skip
-                    steps.append(step.to_json())
-                    _progress(steps[-1])
+                    step.backlog_cleared = clear
+                    steps.append(step)
+                    _progress(step.to_json())
+            waited = await settle(fleet, steps, opts.drain)
+            print(f"{name}: waited {waited:.1f} s for late frames", flush=True)
     finally:
         if fleet is not None:
             await fleet.close()
         code = await system.process.stop()
         print(f"{name}: stopped (exit {code})", flush=True)
-    return steps, system
+    return [s.to_json() for s in steps], system
 
 
 def _progress(s: dict) -> None:

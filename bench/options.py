@@ -37,6 +37,7 @@ class Options:
     results_dir: Path
     plot_path: Path
     startup_timeout: float
+    keep_backlog: bool
 
     @property
     def owners(self) -> int:
@@ -97,10 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument(
         "--rates",
         type=_rates,
-        default="20,100,250",
+        default="20,100,500",
         help="deals per second, one step each; the later steps look for saturation",
     )
-    w.add_argument("--duration", type=float, default=12.0, help="seconds of writing per step")
+    w.add_argument("--duration", type=float, default=10.0, help="seconds of writing per step")
     w.add_argument(
         "--drain", type=float, default=15.0, help="seconds to wait for late frames after a step"
     )
@@ -108,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-inflight", type=int, default=64, help="most POSTs (or SQL inserts) in flight"
     )
     w.add_argument("--sql-conns", type=int, default=4, help="psycopg connections of the SQL writer")
+    w.add_argument(
+        "--keep-backlog",
+        action="store_true",
+        help="do not delete the stored notifications before each step: unread backlogs"
+        " then grow from step to step, and so does the cost of counting them",
+    )
     c = p.add_argument_group("commit rate (pgbench)")
     c.add_argument("--pgbench-seconds", type=float, default=10.0, help="seconds per pgbench run")
     c.add_argument(
@@ -178,4 +185,5 @@ def parse(argv: list[str] | None = None) -> Options:
         results_dir=a.results_dir,
         plot_path=a.plot,
         startup_timeout=a.startup_timeout,
+        keep_backlog=a.keep_backlog,
     )

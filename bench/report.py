@@ -137,17 +137,24 @@ def notes(steps: list[dict]) -> list[str]:
         if s["errors"]:
             out.append(f"{tag}: writer errors {s['errors']}")
         missing = sum(r["missing"] for r in s["recipients"].values())
+        owed = sum(r["expected"] for r in s["recipients"].values())
+        late = owed - missing - s["delivered_within_drain"]
+        if late > 0:
+            out.append(f"{tag}: {late} frames came after the {s['drain_s']} s drain (late, kept)")
+        if not s["backlog_cleared"]:
+            out.append(f"{tag}: started with the previous steps' notifications still stored")
         if missing:
             examples = "; ".join(s["missing_examples"][:3])
-            out.append(
-                f"{tag}: {missing} frames missing after {s['drain_s']} s drain, e.g. {examples}"
-            )
+            out.append(f"{tag}: {missing} frames never arrived (lost), e.g. {examples}")
         dups = sum(r["duplicates"] + r["extras"] for r in s["recipients"].values())
         if dups:
             out.append(f"{tag}: {dups} duplicate or unexpected frames")
         if s["max_schedule_slip_ms"] > 1000:
             slip = s["max_schedule_slip_ms"] / 1000
-            out.append(f"{tag}: writer fell up to {slip:.1f} s behind schedule (saturated)")
+            out.append(
+                f"{tag}: writer fell up to {slip:.1f} s behind schedule (saturated);"
+                f" {s['unsent']} deals never sent"
+            )
     return out
 
 

@@ -8,6 +8,7 @@ bench/results/ and the latency picture to docs/bench-latency.png.
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 import time
 from pathlib import Path
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     procs: list[ServerProcess] = []
     try:
         return asyncio.run(_guarded(opts, procs))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         print("\nbench: interrupted; servers stopped", file=sys.stderr)
         return 130
     finally:
@@ -102,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _guarded(opts: options.Options, procs: list[ServerProcess]) -> int:
+    # SIGTERM (a killed `make bench`) takes the same way out as Ctrl-C: the
+    # main task is cancelled and every finally below stops what was started
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     try:
         return await main_async(opts, procs)
     finally:

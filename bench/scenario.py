@@ -62,6 +62,20 @@ class StepResult:
     drain_seconds: float
     lag: dict[str, float | None]
     closed_sockets: list[str]
+    manager_ids: set[int]
+    backlog_cleared: bool = False
+    delivered_in_drain: int = 0
+
+    def __post_init__(self) -> None:
+        self.delivered_in_drain = self.joined.all.delivered
+
+    def owed(self) -> int:
+        return self.joined.all.expected
+
+    def rejoin(self, fleet: Fleet) -> None:
+        """Count again at the very end: frames that came after the drain are
+        late, not lost; only what never came at all is a loss."""
+        self.joined = join(self.write.sent, fleet.frames_by_deal, self.manager_ids, fleet.conns)
 
     def to_json(self) -> dict:
         j = self.joined
@@ -71,11 +85,14 @@ class StepResult:
             "target_rate": self.rate,
             "duration_s": self.duration,
             "attempted": self.write.attempted,
+            "unsent": self.write.unsent,
             "deals_ok": len(self.write.sent),
             "achieved_rate": round(self.write.achieved_rate, 2),
             "max_schedule_slip_ms": round(self.write.max_slip * 1000, 1),
             "errors": dict(self.write.errors),
             "drain_s": round(self.drain_seconds, 2),
+            "delivered_within_drain": self.delivered_in_drain,
+            "backlog_cleared": self.backlog_cleared,
             "harness_lag": self.lag,
             "closed_sockets": self.closed_sockets,
             "missing_examples": j.missing_examples,
@@ -131,4 +148,28 @@ async def run_step(
         drained,
         lag_figures,
         list(fleet.closed),
+        manager_ids,
     )
+
+
+async def settle(fleet: Fleet, steps: list[StepResult], seconds: float) -> float:
+    """After the last step, wait (at most `seconds`) for frames still owed.
+
+    Stops early once nothing has arrived for 3 s: a frame that is not on its
+    way by then is lost, not late.
+    """
+    deal_ids = [s.deal_id for step in steps for s in step.write.sent]
+    owed = sum(step.owed() for step in steps)
+    t0 = time.monotonic()
+    last, last_change = fleet.delivered(deal_ids), t0
+    for _ in range(int(seconds / 0.1) + 1):
+        now = time.monotonic()
+        got = fleet.delivered(deal_ids)
+        if got != last:
+            last, last_change = got, now
+        if got >= owed or now - t0 >= seconds or now - last_change >= 3.0:
+            break
+        await asyncio.sleep(0.1)
+    for step in steps:
+        step.rejoin(fleet)
+    return time.monotonic() - t0

@@ -26,12 +26,33 @@ BASELINE_DB_URL = "postgresql://postgres@127.0.0.1:5432/baseline_django"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+# Each step starts with no notifications stored. Both servers count a
+# recipient's unread notifications for every frame they send, a cost that
+# grows with the unread backlog; without this reset a later step would pay
+# for the earlier steps' rows and steps could not be compared.
+CLEAR_PGBELL = ("DELETE FROM pgbell.notifications", "DELETE FROM pgbell.state_changes")
+CLEAR_BASELINE = ("DELETE FROM notify_notification",)
+
+
 @dataclass
 class System:
     name: str
     base_url: str
     process: ServerProcess
+    db_url: str
+    clear: tuple[str, ...]
     dsn: str | None = None  # pgbell only: the SQL writer and pgbench use it
+
+    def clear_notifications(self) -> int:
+        """Delete every stored notification, then VACUUM; returns rows deleted."""
+        deleted = 0
+        with psycopg.connect(self.db_url, autocommit=True, connect_timeout=5) as conn:
+            for statement in self.clear:
+                deleted += conn.execute(statement).rowcount
+                table = statement.rsplit(" ", 1)[-1]
+                # dead index entries would still be walked by the unread counts
+                conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.SQL(table)))
+        return deleted
 
 
 def require_loopback(url: str) -> None:
@@ -118,7 +139,8 @@ async def start_pgbell(opts: Options, logs: Path, procs: list[ServerProcess]) ->
         ROOT,
         logs / "pgbell.log",
     )
-    system = System("pgbell", f"http://127.0.0.1:{port}", proc, dsn=opts.pgbell_url)
+    url = opts.pgbell_url
+    system = System("pgbell", f"http://127.0.0.1:{port}", proc, url, CLEAR_PGBELL, dsn=url)
     procs.append(proc)  # registered first: the caller stops it even if start-up fails
     await proc.start()
     await proc.wait_healthy(system.base_url, opts.startup_timeout)
@@ -144,7 +166,8 @@ async def start_baseline(opts: Options, logs: Path, procs: list[ServerProcess]) 
     proc = ServerProcess(
         "baseline", [str(here / "run.sh"), str(port)], env, here, logs / "baseline.log"
     )
-    system = System("baseline", f"http://127.0.0.1:{port}", proc)
+    url = env["BASELINE_DATABASE_URL"]
+    system = System("baseline", f"http://127.0.0.1:{port}", proc, url, CLEAR_BASELINE)
     procs.append(proc)  # registered first: the caller stops it even if start-up fails
     await proc.start()
     await proc.wait_healthy(system.base_url, opts.startup_timeout)
