@@ -98,7 +98,7 @@ async def run_system(
                     make = http_step if scenario == "http" else sql_step
                     step = await run_step(
                         name, scenario, rate, opts.duration, opts.drain, fleet, managers,
-                        make(rate, tag),
+                        make(rate, tag), system.process.pid,
                     )  # fmt: skip
                     step.backlog_cleared = clear
                     steps.append(step)

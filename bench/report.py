@@ -127,6 +127,22 @@ def commit_rows(commit: list[dict]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def cpu_rows(steps: list[dict]) -> tuple[list[str], list[list[str]]]:
+    groups = ["server", "postgresql", "redis", "harness"]
+    header = ["system", "scenario", "rate/s", *groups, "total"]
+    rows = []
+    for s in steps:
+        c = s.get("cpu_cores_while_writing") or {}
+        if c:
+            vals = [c.get(g, 0.0) for g in groups]
+            rows.append(
+                [s["system"], s["scenario"], f"{s['target_rate']:g}"]
+                + [f"{v:.2f}" for v in vals]
+                + [f"{sum(vals):.2f}"]
+            )
+    return header, rows
+
+
 def notes(steps: list[dict]) -> list[str]:
     out = []
     for s in steps:
@@ -162,6 +178,11 @@ def render(result: dict) -> str:
     parts = ["", "End-to-end: deal written -> notification frame (latency in ms)"]
     rows = latency_rows(result["steps"], result["baseline_sql_na"])
     parts.append(format_table(LATENCY_HEADER, rows))
+    header, rows = cpu_rows(result["steps"])
+    if rows:
+        nproc = result.get("machine", {}).get("nproc", "?")
+        parts += ["", f"CPU while writing (cores kept busy on average, of {nproc})"]
+        parts.append(format_table(header, rows))
     if result.get("commit_rate"):
         header, rows = commit_rows(result["commit_rate"])
         parts += ["", "Writer commit rate, pgbench, one deal per transaction (pgbell database)"]

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from bench import cpu
 from bench.clients import Fleet
 from bench.stats import Joined, join, percentile, summary_ms
 from bench.writers import WriteResult
@@ -63,6 +64,7 @@ class StepResult:
     lag: dict[str, float | None]
     closed_sockets: list[str]
     manager_ids: set[int]
+    cpu_cores: dict[str, float]
     backlog_cleared: bool = False
     delivered_in_drain: int = 0
 
@@ -94,6 +96,7 @@ class StepResult:
             "delivered_within_drain": self.delivered_in_drain,
             "backlog_cleared": self.backlog_cleared,
             "harness_lag": self.lag,
+            "cpu_cores_while_writing": self.cpu_cores,
             "closed_sockets": self.closed_sockets,
             "missing_examples": j.missing_examples,
             "recipients": {
@@ -120,11 +123,14 @@ async def run_step(
     fleet: Fleet,
     manager_ids: set[int],
     write: Callable[[], Awaitable[WriteResult]],
+    server_pid: int | None = None,
 ) -> StepResult:
     lag = LagMonitor(duration + drain + 120)
     lag.start()
     try:
+        before = await asyncio.to_thread(cpu.sample, server_pid)
         result = await write()
+        used = cpu.cores_used(before, await asyncio.to_thread(cpu.sample, server_pid))
         deal_ids = [s.deal_id for s in result.sent]
         owed = sum(fleet.conns * (1 + len(manager_ids - {s.owner_id})) for s in result.sent)
         # wait for the late frames, bounded by `drain`; what is still missing
@@ -149,6 +155,7 @@ async def run_step(
         lag_figures,
         list(fleet.closed),
         manager_ids,
+        used,
     )
 
 
