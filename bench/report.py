@@ -89,10 +89,11 @@ def latency_rows(steps: list[dict], baseline_sql_na: bool) -> list[list[str]]:
                     _ms(lat["max"]),
                     f"{r['delivered']}/{r['expected']}",
                     str(errors),
+                    _ms(s["write_ack_ms"]["p50"]),
                 ]
             )
     if baseline_sql_na:
-        rows.append(["baseline", "sql", "-", "n/a", "all"] + ["n/a"] * 6)
+        rows.append(["baseline", "sql", "-", "n/a", "all"] + ["n/a"] * 7)
     return rows
 
 
@@ -111,7 +112,7 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
 
 LATENCY_HEADER = [
     "system", "scenario", "rate/s", "achieved/s", "recipient",
-    "p50 ms", "p95 ms", "p99 ms", "max ms", "delivered/expected", "errors",
+    "p50 ms", "p95 ms", "p99 ms", "max ms", "delivered/expected", "errors", "ack p50 ms",
 ]  # fmt: skip
 
 
@@ -175,7 +176,11 @@ def notes(steps: list[dict]) -> list[str]:
 
 
 def render(result: dict) -> str:
-    parts = ["", "End-to-end: deal written -> notification frame (latency in ms)"]
+    parts = [
+        "",
+        "End-to-end: deal written -> notification frame (latency in ms; ack = the writer's"
+        " own wait for 201 or COMMIT)",
+    ]
     rows = latency_rows(result["steps"], result["baseline_sql_na"])
     parts.append(format_table(LATENCY_HEADER, rows))
     header, rows = cpu_rows(result["steps"])

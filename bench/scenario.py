@@ -92,6 +92,9 @@ class StepResult:
             "achieved_rate": round(self.write.achieved_rate, 2),
             "max_schedule_slip_ms": round(self.write.max_slip * 1000, 1),
             "errors": dict(self.write.errors),
+            # how long the writer waited for its answer: a slow write path
+            # and a slow fan-out look alike in the frame latency alone
+            "write_ack_ms": summary_ms([s.ack - s.t for s in self.write.sent]),
             "drain_s": round(self.drain_seconds, 2),
             "delivered_within_drain": self.delivered_in_drain,
             "backlog_cleared": self.backlog_cleared,

@@ -29,6 +29,7 @@ class Sent:
     deal_id: int
     owner_id: int
     t: float  # perf_counter(): POST sent (http) or COMMIT sent (sql)
+    ack: float  # perf_counter(): 201 received (http) or COMMIT returned (sql)
 
 
 @dataclass
@@ -120,7 +121,7 @@ async def http_writer(
             if r.status != 201:
                 code = (payload or {}).get("error", {}).get("code", "?")
                 raise RuntimeError(f"HTTP {r.status} {code}")
-        return Sent(int(payload["deal"]["id"]), owner, t)
+        return Sent(int(payload["deal"]["id"]), owner, t, time.perf_counter())
 
     return await _paced(rate, duration, max_inflight, one)
 
@@ -157,6 +158,7 @@ async def sql_writer(
                 row = await cur.fetchone()
                 t = time.perf_counter()
                 await conn.commit()
+                acked = time.perf_counter()
             except BaseException:
                 # a cancelled or failed transaction leaves the session unusable
                 # mid-protocol; it is dropped from the pool rather than reused
@@ -164,7 +166,7 @@ async def sql_writer(
                 raise
             pool.put_nowait(conn)
             assert row is not None
-            return Sent(int(row[0]), owner, t)
+            return Sent(int(row[0]), owner, t, acked)
 
         # the connections are the in-flight bound: more tasks would only queue
         return await _paced(rate, duration, conns, one)
