@@ -29,8 +29,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from bench.options import ROOT
-from bench.systems import require_loopback, run_bounded
+from bench.options import ROOT, require_loopback
+from bench.systems import run_bounded
 
 CANDIDATES = ("/usr/bin/pgbench", "/usr/lib/postgresql/15/bin/pgbench")
 SCRIPT = """\
@@ -110,10 +110,9 @@ async def _listening(dsn: str, seconds: float) -> AsyncIterator[list[int]]:
         await asyncio.wait_for(conn.close(), timeout=5)
 
 
-async def _pgbench(binary: str, dsn: str, clients: int, seconds: float, lo: int, hi: int) -> dict:
-    script = ROOT / "bench" / "results" / "pgbench_insert_deal.sql"
-    script.parent.mkdir(parents=True, exist_ok=True)
-    script.write_text(SCRIPT)
+async def _pgbench(
+    binary: str, dsn: str, clients: int, seconds: float, lo: int, hi: int, script: Path
+) -> dict:
     argv = [binary, "-n", "-c", str(clients), "-j", str(min(clients, 2))]
     argv += ["-T", str(int(seconds)), "-D", f"lo={lo}", "-D", f"hi={hi}", "-f", str(script), dsn]
     env = {"PATH": "/usr/bin:/bin", "PGCONNECT_TIMEOUT": "5"}
@@ -132,8 +131,11 @@ async def _pgbench(binary: str, dsn: str, clients: int, seconds: float, lo: int,
     }
 
 
-async def measure(dsn: str, clients: tuple[int, ...], seconds: float) -> list[dict]:
+async def measure(dsn: str, clients: tuple[int, ...], seconds: float, workdir: Path) -> list[dict]:
     """pgbench every (variant, clients); triggers are left enabled afterwards."""
+    script = workdir / "pgbench_insert_deal.sql"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(SCRIPT)
     require_loopback(dsn)
     binary = find_pgbench()
     if binary is None:
@@ -145,7 +147,7 @@ async def measure(dsn: str, clients: tuple[int, ...], seconds: float) -> list[di
             for c in clients:
                 await asyncio.to_thread(_set_triggers, dsn, variant)
                 async with _listening(dsn, seconds + 30) as wakeups:
-                    figures = await _pgbench(binary, dsn, c, seconds, lo, hi)
+                    figures = await _pgbench(binary, dsn, c, seconds, lo, hi, script)
                     await asyncio.sleep(0.2)  # the last wake-ups are on their way
                 figures.update(variant=variant, clients=c, wakeups_received=wakeups[0])
                 print(

@@ -10,10 +10,13 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from psycopg.conninfo import conninfo_to_dict
+
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE_DIR = Path("/work/shared/baseline/django_channels")
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/pgbell_bench"
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 SYSTEMS = ("baseline", "pgbell")
 SCENARIOS = ("http", "sql", "commit-rate")
 
@@ -47,6 +50,13 @@ class Options:
     def expected_per_deal(self) -> int:
         # one frame per connection of the owner and of every manager
         return self.conns * (1 + self.managers)
+
+
+def require_loopback(url: str) -> None:
+    """Every byte of the benchmark stays on this machine."""
+    host = conninfo_to_dict(url).get("host", "")
+    if host not in LOOPBACK and not host.startswith("/"):  # a socket path is local too
+        raise SystemExit(f"bench: refusing a non-loopback database host {host!r} in {url}")
 
 
 def _number_list(kind: type, lo: float, hi: float):
@@ -167,6 +177,7 @@ def parse(argv: list[str] | None = None) -> Options:
         p.error("--max-inflight must be 1..1024 and --sql-conns 1..64")
     if not 1 <= a.pgbench_seconds <= 600:
         p.error("--pgbench-seconds must be between 1 and 600")
+    require_loopback(a.pgbell_url)
     return Options(
         users=a.users,
         managers=a.managers,

@@ -13,6 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
+import psycopg
+
 if __package__ in (None, ""):
     # run as a script (`python bench/run.py`): make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -22,6 +25,8 @@ from bench.driver import run_system  # noqa: E402
 from bench.procs import ServerProcess  # noqa: E402
 from bench.systems import BASELINE_DB_URL  # noqa: E402
 
+# what a misbehaving server or database can raise out of one system's run
+SYSTEM_FAILURES = (RuntimeError, OSError, KeyError, ValueError, aiohttp.ClientError, psycopg.Error)
 BASELINE_PYTHON = Path.home() / ".cache" / "baseline-django-venv" / "bin" / "python"
 
 
@@ -54,9 +59,9 @@ async def main_async(opts: options.Options, procs: list[ServerProcess]) -> int:
             steps, _ = await run_system(opts, name, logs, procs)
             result["steps"] += steps
             pgbell_ready = pgbell_ready or name == "pgbell"
-        except (RuntimeError, OSError) as e:
+        except SYSTEM_FAILURES as e:
             # one system failing must not cost the figures of the other
-            msg = f"{name}: {e}"
+            msg = f"{name}: {type(e).__name__}: {e}"
             print(f"bench: {msg}", file=sys.stderr, flush=True)
             result["problems"].append(msg.splitlines()[0])
     if "commit-rate" in opts.scenarios:
@@ -64,9 +69,9 @@ async def main_async(opts: options.Options, procs: list[ServerProcess]) -> int:
             print("commit rate: pgbench on the pgbell database", flush=True)
             try:
                 result["commit_rate"] = await commit_rate.measure(
-                    opts.pgbell_url, opts.pgbench_clients, opts.pgbench_seconds
+                    opts.pgbell_url, opts.pgbench_clients, opts.pgbench_seconds, opts.results_dir
                 )
-            except RuntimeError as e:
+            except (RuntimeError, OSError, psycopg.Error) as e:
                 result["problems"].append(f"commit rate: {e}".splitlines()[0])
         else:
             result["problems"].append("commit rate: skipped, pgbell did not run")

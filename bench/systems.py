@@ -10,8 +10,10 @@ because hashing each password with argon2 would take longer than a step.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,11 +21,10 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from bench.options import ROOT, Options
+from bench.options import ROOT, Options, require_loopback
 from bench.procs import ServerProcess, free_port
 
 BASELINE_DB_URL = "postgresql://postgres@127.0.0.1:5432/baseline_django"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 # Each step starts with no notifications stored. Both servers count a
@@ -55,12 +56,6 @@ class System:
         return deleted
 
 
-def require_loopback(url: str) -> None:
-    host = conninfo_to_dict(url).get("host", "")
-    if host not in LOOPBACK:
-        raise SystemExit(f"bench: refusing a non-loopback database host {host!r} in {url}")
-
-
 async def run_bounded(argv: list[str], env: dict[str, str], cwd: Path, timeout: float) -> str:
     """Run a set-up command to completion or kill it; return its output."""
     proc = await asyncio.create_subprocess_exec(
@@ -75,7 +70,9 @@ async def run_bounded(argv: list[str], env: dict[str, str], cwd: Path, timeout: 
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), timeout=timeout)
     except (TimeoutError, asyncio.CancelledError):
-        proc.kill()
+        # the whole group: seed.sh may be in the middle of a pip install
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         await asyncio.wait_for(proc.wait(), timeout=5)
         raise
     text = out.decode(errors="replace")
