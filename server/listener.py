@@ -21,6 +21,8 @@ import asyncpg
 log = logging.getLogger(__name__)
 
 CHANNEL = "pgbell_v1"
+# How a DBA finds it in pg_stat_activity.
+APPLICATION_NAME = "pgbell-listener"
 
 
 class Listener:
@@ -63,8 +65,13 @@ class Listener:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(self._dsn, timeout=10)
+                conn = await asyncpg.connect(
+                    self._dsn, timeout=10, server_settings={"application_name": APPLICATION_NAME}
+                )
                 await conn.add_listener(CHANNEL, self._on_notify)
+                # A terminated connection wakes the loop at once instead of
+                # waiting for the next probe.
+                conn.add_termination_listener(lambda _conn: self._wake.set())
                 if ever_connected:
                     self.reconnects += 1
                     log.info("listener reconnected", extra={"attempts": attempt})
@@ -97,6 +104,8 @@ class Listener:
             except TimeoutError:
                 # quiet interval: prove the connection is alive, then poll anyway
                 await conn.fetchval("SELECT 1", timeout=5)
+            if conn.is_closed():
+                raise ConnectionResetError("the LISTEN connection was closed by the server")
             self._wake.clear()
             self.wakeups += 1
             try:
