@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 from aiohttp import WSCloseCode, web
 
-from server import api, archive, deals, keys, preferences
+from server import api, archive, deals, keys, metrics, openapi, preferences
 from server.config import Settings
 from server.errors import error_middleware
 from server.feed import Feed
@@ -40,7 +40,11 @@ async def request_id_middleware(request: web.Request, handler):
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     app[keys.POOL] = await asyncpg.create_pool(
-        settings.database_url, min_size=1, max_size=settings.db_pool_max, command_timeout=30
+        settings.database_url,
+        min_size=1,
+        max_size=settings.db_pool_max,
+        command_timeout=30,
+        server_settings={"application_name": "pgbell"},
     )
     yield
     try:
@@ -59,7 +63,7 @@ async def _fanout(app: web.Application) -> AsyncIterator[None]:
 
     async def deliver() -> None:
         for frame in await feed.poll():
-            hub.publish(frame.user_id, frame.text, frame.ids)
+            hub.publish(frame.user_id, frame.text, frame.ids, frame.created_at)
 
     listener = Listener(app[keys.SETTINGS].database_url, deliver, app[keys.SETTINGS].poll_interval)
     app[keys.LISTENER] = listener
@@ -91,12 +95,13 @@ async def index(request: web.Request) -> web.FileResponse:
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[request_id_middleware, error_middleware],
+        middlewares=[metrics.http_metrics_middleware, request_id_middleware, error_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app[keys.SETTINGS] = settings
     app[keys.HUB] = Hub()
     app[keys.SOCKETS] = weakref.WeakSet()
+    app[keys.HTTP_STATS] = metrics.HttpStats()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_fanout)
     app.on_shutdown.append(_close_sockets)
@@ -105,6 +110,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(preferences.routes)
     app.router.add_routes(archive.routes)
     app.router.add_get("/ws", websocket_handler)
+    app.router.add_get("/metrics", metrics.metrics)
+    app.router.add_get("/openapi.json", openapi.serve)
     app.router.add_get("/", index)
     if CLIENT_DIR.is_dir():
         app.router.add_static("/static/", CLIENT_DIR)

@@ -60,6 +60,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     jwt_secret_generated: bool = False
+    metrics_token: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -95,6 +96,7 @@ class Settings:
             db_pool_max=_int(env, "PGBELL_DB_POOL_MAX", 10, 2, 1000),
             log_level=(env.get("PGBELL_LOG_LEVEL") or "INFO").upper(),
             log_format=(env.get("PGBELL_LOG_FORMAT") or "json").lower(),
+            metrics_token=env.get("PGBELL_METRICS_TOKEN", ""),
         )
         if values["log_format"] not in ("json", "text"):
             raise ConfigError("PGBELL_LOG_FORMAT must be json or text")

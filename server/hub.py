@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from server.metrics import Histogram
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +24,9 @@ SLOW_CONSUMER_CLOSE = 1013
 @dataclass
 class HubStats:
     frames_sent: int = 0
+    notifications_delivered: int = 0
     slow_consumers_closed: int = 0
+    latency: Histogram = field(default_factory=Histogram)  # created_at -> written
 
 
 class Subscriber:
@@ -38,19 +43,24 @@ class Subscriber:
         self.user_id = user_id
         self._send = send
         self._close = close
-        self._queue: asyncio.Queue[tuple[str, frozenset[int]]] = asyncio.Queue(queue_size)
+        self._queue: asyncio.Queue[tuple[str, frozenset[int], float | None]] = asyncio.Queue(
+            queue_size
+        )
         self._stats = stats
         self._task: asyncio.Task[None] | None = None
         self._skip: frozenset[int] = frozenset()
         self.closed = False
 
-    def offer(self, frame: str, ids: frozenset[int] = frozenset()) -> None:
+    def offer(
+        self, frame: str, ids: frozenset[int] = frozenset(), created_at: float | None = None
+    ) -> None:
         """Queue a frame without waiting; `ids` are the notification ids it
-        carries, so frames already covered by the snapshot can be dropped."""
+        carries, so frames already covered by the snapshot can be dropped;
+        `created_at` (epoch seconds) times a notification's delivery."""
         if self.closed:
             return
         try:
-            self._queue.put_nowait((frame, ids))
+            self._queue.put_nowait((frame, ids, created_at))
         except asyncio.QueueFull:
             self._stats.slow_consumers_closed += 1
             log.warning("closing slow consumer", extra={"user_id": self.user_id})
@@ -67,7 +77,7 @@ class Subscriber:
 
     async def _writer(self) -> None:
         while True:
-            frame, ids = await self._queue.get()
+            frame, ids, created_at = await self._queue.get()
             if ids and ids <= self._skip:
                 continue
             try:
@@ -75,6 +85,9 @@ class Subscriber:
             except (ConnectionError, RuntimeError):
                 return  # the socket is closing; its handler cleans up
             self._stats.frames_sent += 1
+            if created_at is not None:
+                self._stats.notifications_delivered += 1
+                self._stats.latency.observe(time.time() - created_at)
 
     async def stop(self) -> None:
         self.closed = True
@@ -107,11 +120,17 @@ class Hub:
     def socket_count(self) -> int:
         return sum(len(s) for s in self._by_user.values())
 
-    def publish(self, user_id: int, frame: str, ids: frozenset[int] = frozenset()) -> int:
+    def publish(
+        self,
+        user_id: int,
+        frame: str,
+        ids: frozenset[int] = frozenset(),
+        created_at: float | None = None,
+    ) -> int:
         """Queue `frame` on every socket of `user_id`; returns how many."""
         subs = self._by_user.get(user_id, ())
         for sub in tuple(subs):
-            sub.offer(frame, ids)
+            sub.offer(frame, ids, created_at)
         return len(subs)
 
     def all_subscribers(self) -> list[Subscriber]:

@@ -13,12 +13,14 @@ if TYPE_CHECKING:
     from server.feed import Feed
     from server.hub import Hub
     from server.listener import Listener
+    from server.metrics import HttpStats
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pool")
 HUB: web.AppKey[Hub] = web.AppKey("hub")
 FEED: web.AppKey[Feed] = web.AppKey("feed")
 LISTENER: web.AppKey[Listener] = web.AppKey("listener")
+HTTP_STATS: web.AppKey[HttpStats] = web.AppKey("http_stats")
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")
 
 # Per-request values, read by the access logger.

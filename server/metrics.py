@@ -1,0 +1,240 @@
+"""GET /metrics: the Prometheus text format (version 0.0.4), no dependency.
+
+The counters live where the work happens (the hub, the feed, the listener)
+as plain numbers; this module only reads and renders them, plus one
+database read at scrape time: pg_notification_queue_usage(), the fill level
+of PostgreSQL's NOTIFY queue, which stalls every writer when it is full.
+
+If PGBELL_METRICS_TOKEN is set, a scrape must carry it as a bearer token.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hmac
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Iterable
+
+import asyncpg
+from aiohttp import web
+
+from server import keys
+from server.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+# Seconds; delivery is usually milliseconds, the tail is what matters.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Histogram:
+    """Cumulative buckets, a sum and a count, as Prometheus expects them."""
+
+    def __init__(self, buckets: Iterable[float] = LATENCY_BUCKETS) -> None:
+        self.bounds = tuple(sorted(buckets))
+        self._counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        value = max(value, 0.0)
+        self._counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        out, running = [], 0
+        for bound, n in zip((*self.bounds, math.inf), self._counts, strict=True):
+            running += n
+            out.append(("+Inf" if bound == math.inf else _num(bound), running))
+        return out
+
+
+class HttpStats:
+    """Requests by method, route pattern (never the raw path) and status."""
+
+    def __init__(self) -> None:
+        self.requests: Counter[tuple[str, str, int]] = Counter()
+        self.duration = Histogram()
+
+
+@web.middleware
+async def http_metrics_middleware(request: web.Request, handler):
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as e:
+        status = e.status
+        raise
+    finally:
+        info = request.match_info.route.resource
+        route = info.canonical if info is not None else "unmatched"
+        if route != "/ws":  # a socket's lifetime is not a request duration
+            stats = request.app[keys.HTTP_STATS]
+            stats.requests[(request.method, route, status)] += 1
+            stats.duration.observe(time.perf_counter() - started)
+
+
+def _num(value: float) -> str:
+    return repr(float(value)) if value != int(value) else str(int(value))
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def metric(
+        self, name: str, kind: str, help_: str, samples: Iterable[tuple[dict, float]]
+    ) -> None:
+        self.lines.append(f"# HELP {name} {help_}")
+        self.lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            self.lines.append(f"{name}{_labels(labels)} {_num(value)}")
+
+    def single(self, name: str, kind: str, help_: str, value: float) -> None:
+        self.metric(name, kind, help_, [({}, value)])
+
+    def histogram(self, name: str, help_: str, hist: Histogram) -> None:
+        self.lines.append(f"# HELP {name} {help_}")
+        self.lines.append(f"# TYPE {name} histogram")
+        for bound, n in hist.cumulative():
+            self.lines.append(f'{name}_bucket{{le="{bound}"}} {n}')
+        self.lines.append(f"{name}_sum {_num(hist.sum)}")
+        self.lines.append(f"{name}_count {hist.count}")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def _labels(labels: dict) -> str:
+    if not labels:
+        return ""
+    inner = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
+    return "{" + inner + "}"
+
+
+async def _queue_usage(pool: asyncpg.Pool) -> float | None:
+    try:
+        return await pool.fetchval("SELECT pg_notification_queue_usage()", timeout=2)
+    except Exception as e:  # an unreachable database must not fail the scrape
+        log.warning("metrics: reading pg_notification_queue_usage failed", extra={"error": repr(e)})
+        return None
+
+
+def _authorize(request: web.Request) -> None:
+    expected = request.app[keys.SETTINGS].metrics_token
+    if not expected:
+        return
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), expected):
+        raise ApiError(401, "unauthorized", "this server's /metrics needs its metrics token")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    _authorize(request)
+    app = request.app
+    hub, feed, listener = app[keys.HUB], app[keys.FEED], app[keys.LISTENER]
+    http = app[keys.HTTP_STATS]
+    w = _Writer()
+    w.single(
+        "pgbell_websocket_connections",
+        "gauge",
+        "Open authenticated WebSockets.",
+        hub.socket_count(),
+    )
+    w.single(
+        "pgbell_websocket_users",
+        "gauge",
+        "Users with at least one open socket.",
+        len(hub.user_ids()),
+    )
+    w.single(
+        "pgbell_frames_sent_total",
+        "counter",
+        "Frames written to WebSockets by the hub (every type).",
+        hub.stats.frames_sent,
+    )
+    w.single(
+        "pgbell_notifications_delivered_total",
+        "counter",
+        "Notification frames written to WebSockets (one per socket).",
+        hub.stats.notifications_delivered,
+    )
+    w.histogram(
+        "pgbell_delivery_latency_seconds",
+        "From a notification's created_at (its writer's transaction time) to its frame"
+        " being written to a socket; for a short transaction, commit to send.",
+        hub.stats.latency,
+    )
+    w.single(
+        "pgbell_slow_consumers_closed_total",
+        "counter",
+        "Sockets closed (1013) because their send queue overflowed.",
+        hub.stats.slow_consumers_closed,
+    )
+    w.single(
+        "pgbell_listener_connected",
+        "gauge",
+        "1 while the LISTEN connection is up.",
+        int(listener.connected),
+    )
+    w.single(
+        "pgbell_listener_reconnects_total",
+        "counter",
+        "Times the LISTEN connection was re-established after a loss.",
+        listener.reconnects,
+    )
+    w.single(
+        "pgbell_listener_notifies_total",
+        "counter",
+        "NOTIFY messages received on the pgbell channel.",
+        listener.notifies_received,
+    )
+    w.single(
+        "pgbell_listener_wakeups_total",
+        "counter",
+        "Fetches run (NOTIFY, reconnect catch-up or safety poll).",
+        listener.wakeups,
+    )
+    w.single(
+        "pgbell_feed_notifications_fetched_total",
+        "counter",
+        "Notification rows fetched for connected users.",
+        feed.stats.notifications_fetched,
+    )
+    w.single(
+        "pgbell_feed_state_changes_fetched_total",
+        "counter",
+        "Read/archive events fetched for connected users.",
+        feed.stats.state_changes_fetched,
+    )
+    usage = await _queue_usage(app[keys.POOL])
+    if usage is not None:
+        w.single(
+            "pgbell_notification_queue_usage",
+            "gauge",
+            "pg_notification_queue_usage(): fraction of PostgreSQL's NOTIFY queue in use.",
+            usage,
+        )
+    w.metric(
+        "pgbell_http_requests_total",
+        "counter",
+        "REST requests by method, route pattern and status.",
+        [
+            ({"method": m, "route": r, "status": s}, n)
+            for (m, r, s), n in sorted(http.requests.items())
+        ],
+    )
+    w.histogram("pgbell_http_request_duration_seconds", "REST request durations.", http.duration)
+    return web.Response(body=w.text().encode(), headers={"Content-Type": CONTENT_TYPE})
