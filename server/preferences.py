@@ -68,6 +68,8 @@ async def put_preferences(request: web.Request) -> web.Response:
         raise invalid("kinds", "must be an object of kind -> {muted, min_priority}")
     settings: list[tuple[str, bool, str | None]] = []
     for kind, value in kinds.items():
+        if not validate.storable(kind):
+            raise invalid("kinds", "a kind must be valid Unicode text without NUL characters")
         if not isinstance(value, dict):
             raise invalid(f"kinds.{kind[:64]}", "must be an object {muted, min_priority}")
         settings.append((kind, *_setting(value, f"kinds.{kind[:64]}.", inherit=True)))

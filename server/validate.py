@@ -29,6 +29,19 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
+def storable(value: str) -> bool:
+    """PostgreSQL text holds neither NUL nor the lone surrogates that JSON's
+    \\u escapes can spell; such a string must be refused, not sent to the
+    database (where it would fail as a 500)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def string(body: dict[str, Any], name: str, lo: int, hi: int) -> str:
     if name not in body:
         raise invalid(name, "is required")
@@ -37,6 +50,8 @@ def string(body: dict[str, Any], name: str, lo: int, hi: int) -> str:
         raise invalid(name, "must be a string")
     if not lo <= len(value) <= hi:
         raise invalid(name, f"must be {lo} to {hi} characters long")
+    if not storable(value):
+        raise invalid(name, "must be valid Unicode text without NUL characters")
     return value
 
 
@@ -46,7 +61,12 @@ def number(
     if name not in body:
         raise invalid(name, "is required")
     value = body[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    # math.isfinite() on an int too large for a float raises: only ask floats
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
         raise invalid(name, "must be a number")
     if value < minimum or (exclusive and value == minimum):
         raise invalid(name, f"must be {'>' if exclusive else '>='} {minimum:g}")
@@ -64,9 +84,15 @@ def optional_id(body: dict[str, Any], name: str) -> int | None:
     return value
 
 
+def digits(raw: str) -> bool:
+    """ASCII 0-9 only: str.isdigit() also accepts '²' and '١', which int()
+    refuses or reads as another number."""
+    return raw.isascii() and raw.isdigit()
+
+
 def path_id(request: web.Request, name: str = "id") -> int:
     raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18 or int(raw) == 0:
+    if not digits(raw) or len(raw) > 18 or int(raw) == 0:
         raise invalid(name, "must be a positive integer id", status=400)
     return int(raw)
 
@@ -75,7 +101,7 @@ def query_int(request: web.Request, name: str, default: int | None, lo: int, hi:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or len(raw) > 18 or not lo <= int(raw) <= hi:
+    if not digits(raw) or len(raw) > 18 or not lo <= int(raw) <= hi:
         raise invalid(name, f"must be an integer from {lo} to {hi}", status=400)
     return int(raw)
 

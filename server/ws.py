@@ -16,7 +16,7 @@ import time
 import asyncpg
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from server import keys, wire
+from server import keys, validate, wire
 from server.auth import Claims, TokenError, decode_token
 from server.hub import Subscriber
 from server.sql import Q
@@ -41,7 +41,7 @@ def _since(request: web.Request) -> int | None:
     raw = request.query.get("since")
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    if not validate.digits(raw) or len(raw) > 18:
         raise ValueError("since: must be a notification id (a non-negative integer)")
     return int(raw)
 
