@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 from aiohttp import WSCloseCode, web
 
-from server import api, archive, deals, keys, metrics, openapi, preferences
+from server import api, archive, deals, keys, metrics, openapi, preferences, throttle
 from server.config import Settings
 from server.errors import error_middleware
 from server.feed import Feed
@@ -95,13 +95,21 @@ async def index(request: web.Request) -> web.FileResponse:
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[metrics.http_metrics_middleware, request_id_middleware, error_middleware],
+        middlewares=[
+            metrics.http_metrics_middleware,
+            request_id_middleware,
+            throttle.login_throttle_middleware,
+            error_middleware,
+        ],
         client_max_size=settings.max_body_bytes,
     )
     app[keys.SETTINGS] = settings
     app[keys.HUB] = Hub()
     app[keys.SOCKETS] = weakref.WeakSet()
     app[keys.HTTP_STATS] = metrics.HttpStats()
+    app[keys.LOGIN_THROTTLE] = throttle.LoginThrottle(
+        settings.login_max_failures, settings.login_window
+    )
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_fanout)
     app.on_shutdown.append(_close_sockets)

@@ -61,6 +61,8 @@ class Settings:
     log_format: str = "json"
     jwt_secret_generated: bool = False
     metrics_token: str = field(default="", repr=False)
+    login_max_failures: int = 10
+    login_window: float = 300.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -97,6 +99,8 @@ class Settings:
             log_level=(env.get("PGBELL_LOG_LEVEL") or "INFO").upper(),
             log_format=(env.get("PGBELL_LOG_FORMAT") or "json").lower(),
             metrics_token=env.get("PGBELL_METRICS_TOKEN", ""),
+            login_max_failures=_int(env, "PGBELL_LOGIN_MAX_FAILURES", 10, 1, 1_000_000),
+            login_window=_float(env, "PGBELL_LOGIN_WINDOW", 300.0, 1.0, 86400.0),
         )
         if values["log_format"] not in ("json", "text"):
             raise ConfigError("PGBELL_LOG_FORMAT must be json or text")

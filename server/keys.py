@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from server.hub import Hub
     from server.listener import Listener
     from server.metrics import HttpStats
+    from server.throttle import LoginThrottle
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pool")
@@ -21,6 +22,7 @@ HUB: web.AppKey[Hub] = web.AppKey("hub")
 FEED: web.AppKey[Feed] = web.AppKey("feed")
 LISTENER: web.AppKey[Listener] = web.AppKey("listener")
 HTTP_STATS: web.AppKey[HttpStats] = web.AppKey("http_stats")
+LOGIN_THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("login_throttle")
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")
 
 # Per-request values, read by the access logger.

@@ -219,6 +219,12 @@ async def metrics(request: web.Request) -> web.Response:
         "Read/archive events fetched for connected users.",
         feed.stats.state_changes_fetched,
     )
+    w.single(
+        "pgbell_login_rate_limited_total",
+        "counter",
+        "Logins answered 429 after too many failures (PGBELL_LOGIN_MAX_FAILURES).",
+        app[keys.LOGIN_THROTTLE].rejected,
+    )
     usage = await _queue_usage(app[keys.POOL])
     if usage is not None:
         w.single(

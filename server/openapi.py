@@ -160,6 +160,8 @@ _ERRORS = {
     "404": "Unknown id, or one that is not the caller's (`not_found`).",
     "413": "The body is larger than PGBELL_MAX_BODY_BYTES (`payload_too_large`).",
     "422": "A field is missing, of the wrong type or out of range (`invalid_request`).",
+    "429": "Too many failed logins for this username from this address (`rate_limited`);"
+    " Retry-After says when to try again.",
 }
 
 
@@ -223,10 +225,12 @@ PATHS: dict[str, Any] = {
         "post": _op(
             "Exchange a username and password for a token",
             ("200", "LoginResponse", "A token for the user."),
-            errors=("400", "401", "413", "422"),
+            errors=("400", "401", "413", "422", "429"),
             body="LoginRequest",
             auth=False,
-            description="Unknown user and wrong password get the same 401 invalid_credentials.",
+            description="Unknown user and wrong password get the same 401 invalid_credentials."
+            " After PGBELL_LOGIN_MAX_FAILURES failures within PGBELL_LOGIN_WINDOW seconds for one"
+            " username from one address, 429 until the window has passed.",
         )
     },
     "/notifications": {
