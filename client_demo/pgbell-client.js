@@ -535,6 +535,9 @@ export class PgBellClient extends EventTarget {
     const response = await fetch(url, {
       method,
       headers,
+      // GET /deals/{id} answers HTML to a page load and JSON to us at the
+      // same URL; never let the HTTP cache hand one to the other.
+      cache: "no-store",
       body: json === undefined ? undefined : JSON.stringify(json),
     });
     let body = null;
@@ -542,6 +545,9 @@ export class PgBellClient extends EventTarget {
       body = await response.json();
     } catch {
       body = null;
+    }
+    if (response.ok && body === null) {
+      throw new PgBellError(response.status, "invalid_response", "the server did not answer JSON");
     }
     if (!response.ok) {
       const code = body?.error?.code ?? "http_" + response.status;

@@ -1,0 +1,135 @@
+"""What the browser tests do on the demo page, by its stable data-testid hooks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from playwright.async_api import Page, expect
+
+from tests.support import JWT_SECRET, add_user
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def log_in(page: Page, base: str, username: str, password: str = "pw") -> None:
+    """Open the app, log in, and wait until the socket (or its fallback) is up."""
+    await page.goto(base + "/")
+    await page.get_by_test_id("login-username").fill(username)
+    await page.get_by_test_id("login-password").fill(password)
+    await page.get_by_test_id("login-submit").click()
+    await expect(
+        page.get_by_test_id("unread-count"), "the app never showed the bell"
+    ).to_be_visible(timeout=5_000)
+
+
+async def live_user(context, base: str, database_url: str, name: str = "alice"):
+    """A new user, logged in on a new tab, with the page live: (user id, page)."""
+    user_id = add_user(database_url, name)
+    page = await context.new_page()
+    await log_in(page, base, name)
+    await expect_state(page, "live", why=f"after {name} logged in")
+    return user_id, page
+
+
+async def expect_state(page: Page, state: str, timeout: float = 5_000, why: str = "") -> None:
+    await expect(
+        page.get_by_test_id("connection-status"),
+        f"connection status never became {state!r} {why}".strip(),
+    ).to_have_attribute("data-state", state, timeout=timeout)
+
+
+async def expect_unread(page: Page, count: int, timeout: float = 5_000, why: str = "") -> None:
+    await expect(
+        page.get_by_test_id("unread-count"), f"unread badge never showed {count} {why}".strip()
+    ).to_have_text(str(count), timeout=timeout)
+
+
+def item(page: Page, note_id: int):
+    return page.locator(f'[data-testid="notification-item"][data-id="{note_id}"]')
+
+
+def notification_ids(db_url: str, user_id: int) -> list[int]:
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT id FROM pgbell.notifications WHERE user_id = %s ORDER BY id", (user_id,)
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def read_at(db_url: str, note_id: int):
+    with psycopg.connect(db_url) as conn:
+        return conn.execute(
+            "SELECT read_at FROM pgbell.notifications WHERE id = %s", (note_id,)
+        ).fetchone()[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ServerProcess:
+    """`pgbell serve` as its own process, so a test can kill and restart it."""
+
+    database_url: str
+    port: int
+    proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, timeout: float = 20.0) -> None:
+        env = dict(os.environ)
+        env.update(
+            DATABASE_URL=self.database_url,
+            PGBELL_JWT_SECRET=JWT_SECRET,
+            PGBELL_HOST="127.0.0.1",
+            PGBELL_PORT=str(self.port),
+            PGBELL_LOG_LEVEL="WARNING",
+        )
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "server",
+            "serve",
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.returncode is not None:
+                err = (await self.proc.stderr.read()).decode(errors="replace")[-2000:]
+                raise AssertionError(f"pgbell serve exited with {self.proc.returncode}: {err}")
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            return
+        await self.kill()
+        raise AssertionError(f"pgbell serve did not listen on {self.port} within {timeout} s")
+
+    async def kill(self) -> None:
+        """SIGKILL: no close frames, the browser just loses the connection."""
+        if self.proc is None:
+            return
+        if self.proc.returncode is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        await asyncio.wait_for(self.proc.wait(), 10)
+        self.proc = None

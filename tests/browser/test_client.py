@@ -1,0 +1,235 @@
+"""End-to-end: the demo page in a real Chromium against a real server and database.
+
+Every notification here comes from a plain SQL writer on its own
+connection, so each test crosses the whole path: trigger, pg_notify,
+listener, hub, WebSocket (or REST), client state, DOM.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from playwright.async_api import expect
+
+from server.app import create_app
+from server.config import Settings
+from tests.browser.pages import (
+    ServerProcess,
+    expect_state,
+    expect_unread,
+    free_port,
+    item,
+    live_user,
+    log_in,
+    notification_ids,
+    read_at,
+)
+from tests.support import JWT_SECRET, add_user, insert_deal, wait_until
+
+pytestmark = pytest.mark.browser
+
+
+async def test_live_notification_shows_as_toast_item_and_badge(server, database_url, context):
+    alice, page = await live_user(context, server.base, database_url)
+    await expect_unread(page, 0, why="before any deal")
+
+    started = time.monotonic()
+    insert_deal(database_url, "Acme rockets", alice)
+    (note_id,) = notification_ids(database_url, alice)
+    left_ms = max(0.0, 1.0 - (time.monotonic() - started)) * 1000
+
+    toast = page.get_by_test_id("toast").filter(has_text="Acme rockets")
+    await expect(toast, "no toast within 1 s of the SQL commit").to_be_visible(timeout=left_ms)
+    await expect(toast).to_have_attribute("data-priority", "normal")
+    await expect(item(page, note_id), "no list item for the deal").to_have_attribute(
+        "data-read", "false", timeout=left_ms
+    )
+    await expect_unread(page, 1, timeout=left_ms, why="within 1 s of the SQL commit")
+
+
+async def test_click_marks_read_and_opens_the_deal(server, database_url, context):
+    alice, page = await live_user(context, server.base, database_url)
+    insert_deal(database_url, "Globex", alice)
+    insert_deal(database_url, "Initech", alice)
+    first, second = notification_ids(database_url, alice)
+    await expect_unread(page, 2, why="after two deals")
+    items = page.get_by_test_id("notification-item")
+    await expect(items, "the list is not newest first").to_have_count(2)
+    assert await items.nth(0).get_attribute("data-id") == str(second)
+
+    await item(page, first).get_by_role("link").click()
+
+    await expect_unread(page, 1, why="after clicking one of two")
+    await expect(item(page, first), "clicked item not shown read").to_have_attribute(
+        "data-read", "true"
+    )
+    await expect(item(page, second)).to_have_attribute("data-read", "false")
+    deal_id = int(page.url.rstrip("/").rsplit("/", 1)[-1])
+    assert page.url == f"{server.base}/deals/{deal_id}", page.url
+    await expect(page.locator("#deal-body"), "the deal view did not load").to_contain_text("Globex")
+    await wait_until(lambda: read_at(database_url, first) is not None, "read_at in the database")
+    assert read_at(database_url, second) is None
+
+    # The action URL is a real page: loaded directly, the app comes up there.
+    await page.goto(f"{server.base}/deals/{deal_id}")
+    await expect(page.locator("#deal-body")).to_contain_text("Globex")
+    await expect_state(page, "live", why="when loaded at the deal's URL")
+    await expect_unread(page, 1, why="when loaded at the deal's URL")
+
+
+async def test_tabs_share_one_socket_and_hand_over(server, database_url, context):
+    alice = add_user(database_url, "alice")
+    sockets: list[tuple[str, str]] = []
+    tab_a = await context.new_page()
+    tab_a.on("websocket", lambda ws: sockets.append(("A", ws.url)))
+    await log_in(tab_a, server.base, "alice")
+    await expect_state(tab_a, "live")
+
+    tab_b = await context.new_page()
+    tab_b.on("websocket", lambda ws: sockets.append(("B", ws.url)))
+    await tab_b.goto(server.base + "/")
+    await expect_state(tab_b, "live", why="in the follower tab")
+
+    insert_deal(database_url, "Hooli", alice)
+    insert_deal(database_url, "Umbrella", alice)
+    first, second = notification_ids(database_url, alice)
+    for tab, name in ((tab_a, "A"), (tab_b, "B")):
+        await expect(item(tab, second), f"tab {name} did not get the deal").to_be_visible()
+        await expect(tab.get_by_test_id("toast").filter(has_text="Umbrella")).to_be_visible()
+        await expect_unread(tab, 2, why=f"in tab {name}")
+    assert [s[0] for s in sockets] == ["A"], f"expected one socket, from tab A: {sockets}"
+
+    # a read in the leader shows in the follower, and the other way round
+    await item(tab_a, first).get_by_role("link").click()
+    await expect(item(tab_b, first), "A's read not shown in B").to_have_attribute(
+        "data-read", "true"
+    )
+    await expect_unread(tab_b, 1, why="in B after a read in A")
+    await item(tab_b, second).get_by_role("link").click()
+    await expect(item(tab_a, second), "B's read not shown in A").to_have_attribute(
+        "data-read", "true"
+    )
+    await expect_unread(tab_a, 0, why="in A after a read in B")
+    assert len(sockets) == 1, f"reads must not open sockets: {sockets}"
+
+    # the leader tab closes: B takes the lock and opens the one socket
+    await tab_a.close()
+    await wait_until(lambda: len(sockets) == 2, "tab B opening a socket after A closed", 3.0)
+    assert sockets[1][0] == "B", sockets
+    await expect_state(tab_b, "live", timeout=3_000, why="after the handover")
+    insert_deal(database_url, "Stark", alice)
+    await expect(
+        tab_b.get_by_test_id("toast").filter(has_text="Stark"), "no live frame in B as leader"
+    ).to_be_visible(timeout=3_000)
+    await expect_unread(tab_b, 1, why="in B after the handover")
+
+
+@pytest.fixture
+async def server_process(database_url):
+    proc = ServerProcess(database_url, free_port())
+    await proc.start()
+    yield proc
+    await proc.kill()
+
+
+async def test_server_restart_reconnects_and_catches_up(server_process, database_url, context):
+    alice, page = await live_user(context, server_process.base, database_url)
+    insert_deal(database_url, "Before", alice)
+    await expect_unread(page, 1, why="before the restart")
+
+    await server_process.kill()
+    await expect_state(page, "reconnecting", why="after the server was killed")
+    insert_deal(database_url, "While down 1", alice)
+    insert_deal(database_url, "While down 2", alice)
+    await server_process.start()
+
+    # backoff is capped at 30 s; with the server down for about a second the
+    # next attempt comes within a few seconds
+    await expect_state(page, "live", timeout=20_000, why="after the server came back")
+    ids = notification_ids(database_url, alice)
+    for note_id in ids:
+        await expect(item(page, note_id), f"notification {note_id} missing").to_be_visible()
+    await expect_unread(page, 3, why="after catching up")
+    await expect(page.get_by_test_id("toast").filter(has_text="While down 2")).to_be_visible()
+
+
+async def test_blocked_websocket_falls_back_to_polling(server, database_url, context):
+    alice = add_user(database_url, "alice")
+    blocked = True
+
+    async def route(ws):
+        # a proxy that refuses WebSockets: the upgrade never reaches pgbell
+        if blocked:
+            await ws.close(code=1011, reason="blocked")
+        else:
+            ws.connect_to_server()
+
+    await context.route_web_socket("**/ws**", route)
+    page = await context.new_page()
+    await log_in(page, server.base, "alice")
+    await expect_state(page, "polling", timeout=10_000, why="with the socket blocked")
+
+    insert_deal(database_url, "Polled", alice)
+    (note_id,) = notification_ids(database_url, alice)
+    await expect(item(page, note_id), "notification did not arrive by polling").to_be_visible(
+        timeout=10_000
+    )
+    await expect(page.get_by_test_id("toast").filter(has_text="Polled")).to_be_visible()
+    await expect_unread(page, 1, why="while polling")
+
+    # a read while polling goes over REST
+    await item(page, note_id).get_by_role("link").click()
+    await expect_unread(page, 0, why="after a read while polling")
+    await wait_until(lambda: read_at(database_url, note_id) is not None, "REST read stored")
+
+    # the socket works again: the next attempt (forced by `online`) goes live
+    blocked = False
+    await page.evaluate("window.dispatchEvent(new Event('online'))")
+    await expect_state(page, "live", timeout=10_000, why="once the socket was unblocked")
+    insert_deal(database_url, "Live again", alice)
+    await expect(page.get_by_test_id("toast").filter(has_text="Live again")).to_be_visible(
+        timeout=2_000
+    )
+
+
+@pytest.fixture
+async def short_token_server(database_url, aiohttp_server):
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": database_url,
+            "PGBELL_JWT_SECRET": JWT_SECRET,
+            "PGBELL_JWT_TTL": "3",
+            "PGBELL_POLL_INTERVAL": "60",
+        }
+    )
+    srv = await aiohttp_server(create_app(settings))
+    srv.base = str(srv.make_url("")).rstrip("/")
+    return srv
+
+
+async def test_expired_token_returns_to_login(short_token_server, database_url, context):
+    _, page = await live_user(context, short_token_server.base, database_url)
+
+    error = page.get_by_test_id("login-error")
+    await expect(error, "no 'session expired' message after the token's 3 s").to_contain_text(
+        "expired", timeout=10_000
+    )
+    await expect(page.get_by_test_id("login-username")).to_be_visible()
+    stored = await page.evaluate("localStorage.getItem('pgbell.session')")
+    assert stored is None, "the expired token is still stored"
+
+    # a reload stays logged out
+    await page.reload()
+    await expect(page.get_by_test_id("login-submit")).to_be_visible()
+    await expect(page.get_by_test_id("unread-count")).to_be_hidden()
+
+
+async def test_wrong_password_shows_error(server, database_url, context):
+    add_user(database_url, "alice")
+    page = await context.new_page()
+    await page.goto(server.base + "/")
+    await page.get_by_test_id("login-username").fill("alice")
+    await page.get_by_test_id("login-password").fill("nope")
+    await page.get_by_test_id("login-submit").click()
+    await expect(page.get_by_test_id("login-error")).to_have_text("Wrong username or password.")
