@@ -42,11 +42,15 @@ SELECT id, user_id, kind, title, body, priority::text, action_url, data, created
 -- name: missed_since
 -- Everything above `since`, plus rows with a lower id that committed after
 -- `since` was written (their xid is at least the horizon stored with it).
+-- `since` itself is the client's own and is left out: its xid is always at
+-- least its horizon.
 SELECT id, user_id, kind, title, body, priority::text, action_url, data, created_at, read_at
   FROM pgbell.notifications n
  WHERE n.user_id = $1
    AND (n.id > $2
-        OR n.xid >= (SELECT s.horizon FROM pgbell.notifications s WHERE s.id = $2 AND s.user_id = $1))
+        OR (n.id < $2
+            AND n.xid >= (SELECT s.horizon FROM pgbell.notifications s
+                           WHERE s.id = $2 AND s.user_id = $1)))
  ORDER BY n.id
  LIMIT $3;
 
