@@ -1,0 +1,569 @@
+"""The WebSocket half of PROTOCOL.md, line by line, from an independent
+client (the `websockets` library, or raw TCP where a client must misbehave)
+with psycopg as the SQL writer."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import time
+
+import psycopg
+import pytest
+
+from server import keys
+from server.app import create_app
+from server.config import Settings
+from tests.contract_client import (
+    assert_silent,
+    closed,
+    frame,
+    mint,
+    open_socket,
+    rest,
+    snapshot,
+)
+from tests.support import JWT_SECRET, add_user, insert_deal, login, wait_until
+
+NOTE = "INSERT INTO deals (title, amount, owner_id) VALUES (%s, 1, %s)"
+
+
+async def _sql(database_url: str, statement: str, params: tuple = ()) -> list[tuple]:
+    """A psql-style writer: its own connection, one committed statement."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        cur = await conn.execute(statement, params)
+        return await cur.fetchall() if cur.description else []
+
+
+async def _ids(database_url: str, user_id: int) -> list[int]:
+    rows = await _sql(
+        database_url,
+        "SELECT id FROM pgbell.notifications WHERE user_id = %s ORDER BY id",
+        (user_id,),
+    )
+    return [r[0] for r in rows]
+
+
+# --- Authentication -------------------------------------------------------
+
+
+async def test_token_in_the_query_opens_with_a_snapshot(server, http, database_url):
+    add_user(database_url, "ann")
+    ws = await open_socket(server.ws_base, await login(http, server.base, "ann"))
+    snap = await snapshot(ws, "with ?token=")
+    assert snap == {"type": "snapshot", "unread_count": 0, "notifications": []}
+    await ws.close()
+
+
+async def test_token_in_the_authorization_header_opens_with_a_snapshot(server, http, database_url):
+    uid = add_user(database_url, "ann")
+    insert_deal(database_url, "Acme", uid)
+    ws = await open_socket(server.ws_base, await login(http, server.base, "ann"), header=True)
+    snap = await snapshot(ws, "with Authorization: Bearer")
+    assert snap["unread_count"] == 1 and len(snap["notifications"]) == 1
+    await ws.close()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda uid: None,
+        lambda uid: "garbage",
+        lambda uid: mint(uid, secret="another-secret-" + "y" * 32),
+        lambda uid: (
+            "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0."
+            + base64.urlsafe_b64encode(json.dumps({"sub": str(uid), "exp": 2**40}).encode())
+            .decode()
+            .rstrip("=")
+            + "."
+        ),
+    ],
+    ids=["missing", "garbage", "bad-signature", "alg-none"],
+)
+@pytest.mark.parametrize("header", [False, True], ids=["query", "header"])
+async def test_bad_token_completes_the_handshake_then_closes_4401_unauthorized(
+    server, database_url, make, header
+):
+    uid = add_user(database_url, "ann")
+    # open_socket returning at all means the handshake completed (101)
+    ws = await open_socket(server.ws_base, make(uid), header=header)
+    assert await closed(ws, "for a bad token") == (4401, "unauthorized")
+
+
+@pytest.mark.parametrize("header", [False, True], ids=["query", "header"])
+async def test_expired_token_closes_4401_token_expired(server, database_url, header):
+    uid = add_user(database_url, "ann")
+    ws = await open_socket(server.ws_base, mint(uid, expires_in=-30), header=header)
+    assert await closed(ws, "for an expired token") == (4401, "token_expired")
+
+
+async def test_socket_is_closed_4401_token_expired_when_its_token_runs_out(server, database_url):
+    uid = add_user(database_url, "ann")
+    ws = await open_socket(server.ws_base, mint(uid, expires_in=2))
+    await snapshot(ws, "with a token good for 2 s")
+    assert await closed(ws, "as the token runs out", timeout=6) == (4401, "token_expired")
+
+
+# --- Server to client -----------------------------------------------------
+
+
+async def test_snapshot_is_at_most_50_unread_newest_first(server, http, database_url):
+    uid = add_user(database_url, "ann")
+    await _sql(
+        database_url,
+        "INSERT INTO deals (title, amount, owner_id)"
+        " SELECT 'Deal ' || i, i, %s FROM generate_series(1, 57) AS i",
+        (uid,),
+    )
+    ids = await _ids(database_url, uid)
+    newest_read = ids[-1]
+    await _sql(
+        database_url,
+        "UPDATE pgbell.notifications SET read_at = now() WHERE id = ANY (%s)",
+        ([ids[0], newest_read],),
+    )
+    ws = await open_socket(server.ws_base, await login(http, server.base, "ann"))
+    snap = await snapshot(ws, "for a user with 55 unread")
+    assert snap["unread_count"] == 55
+    got = [n["id"] for n in snap["notifications"]]
+    unread = [i for i in ids if i not in (ids[0], newest_read)]
+    assert got == unread[::-1][:50], "not the 50 newest unread, newest first"
+    assert all(n["read_at"] is None for n in snap["notifications"])
+    assert "missed" not in snap
+    await ws.close()
+
+
+async def test_committed_notification_arrives_live_with_the_unread_count(
+    server, http, database_url
+):
+    uid = add_user(database_url, "ann")
+    insert_deal(database_url, "Old", uid)
+    ws = await open_socket(server.ws_base, await login(http, server.base, "ann"))
+    await snapshot(ws, "before the insert")
+    await _sql(database_url, NOTE, ("Acme", uid))
+    got = await frame(ws, "notification", "after a psql INSERT")
+    assert set(got) == {"type", "notification", "unread_count"}
+    assert got["unread_count"] == 2
+    note = got["notification"]
+    assert note["title"] == "New deal: Acme" and note["read_at"] is None
+    assert note["id"] == (await _ids(database_url, uid))[-1]
+    await ws.close()
+
+
+async def _two_tabs(server, http, database_url, n_notes=3):
+    uid = add_user(database_url, "ann")
+    for i in range(n_notes):
+        insert_deal(database_url, f"Deal {i}", uid)
+    token = await login(http, server.base, "ann")
+    tabs = [await open_socket(server.ws_base, token) for _ in range(2)]
+    for i, ws in enumerate(tabs):
+        await snapshot(ws, f"on tab {i}")
+    return uid, token, tabs, await _ids(database_url, uid)
+
+
+async def _read_everywhere(tabs, ids, unread_count, where):
+    for i, ws in enumerate(tabs):
+        got = await frame(ws, "read", f"on tab {i} {where}")
+        assert got == {"type": "read", "ids": ids, "unread_count": unread_count}, got
+    for ws in tabs:
+        await ws.close()
+
+
+async def test_rest_read_sends_a_read_frame_to_every_socket(server, http, database_url):
+    _, token, tabs, ids = await _two_tabs(server, http, database_url)
+    status, _ = await rest(http, "POST", f"{server.base}/notifications/{ids[1]}/read", token=token)
+    assert status == 200
+    await _read_everywhere(tabs, [ids[1]], 2, "after POST /notifications/{id}/read")
+
+
+async def test_rest_read_all_sends_a_read_frame_to_every_socket(server, http, database_url):
+    _, token, tabs, ids = await _two_tabs(server, http, database_url)
+    status, _ = await rest(http, "POST", f"{server.base}/notifications/read-all", token=token)
+    assert status == 200
+    await _read_everywhere(tabs, ids, 0, "after POST /notifications/read-all")
+
+
+async def test_ws_read_frame_sends_a_read_frame_to_every_socket(server, http, database_url):
+    _, _, tabs, ids = await _two_tabs(server, http, database_url)
+    await tabs[0].send(json.dumps({"type": "read", "ids": [ids[0], ids[2]]}))
+    await _read_everywhere(tabs, [ids[0], ids[2]], 1, 'after {"type": "read"} on tab 0')
+
+
+async def test_psql_update_sends_a_read_frame_to_every_socket(server, http, database_url):
+    uid, _, tabs, ids = await _two_tabs(server, http, database_url)
+    await _sql(
+        database_url,
+        "UPDATE pgbell.notifications SET read_at = now() WHERE user_id = %s AND id <= %s",
+        (uid, ids[1]),
+    )
+    await _read_everywhere(tabs, ids[:2], 1, "after a psql UPDATE of read_at")
+
+
+async def test_ws_read_of_another_users_ids_changes_nothing(server, http, database_url):
+    ann = add_user(database_url, "ann")
+    add_user(database_url, "bob")
+    insert_deal(database_url, "Ann's", ann)
+    (ann_note,) = await _ids(database_url, ann)
+    ws = await open_socket(server.ws_base, await login(http, server.base, "bob"))
+    await snapshot(ws, "for bob")
+    await ws.send(json.dumps({"type": "read", "ids": [ann_note]}))
+    await assert_silent(ws, "bob, after reading ann's id")
+    rows = await _sql(
+        database_url, "SELECT read_at FROM pgbell.notifications WHERE id = %s", (ann_note,)
+    )
+    assert rows == [(None,)], "bob's read frame marked ann's notification read"
+    await ws.close()
+
+
+# --- Client to server -----------------------------------------------------
+
+
+async def _socket(server, http, database_url, **kwargs):
+    add_user(database_url, "ann")
+    ws = await open_socket(server.ws_base, await login(http, server.base, "ann"), **kwargs)
+    await snapshot(ws, "on connect")
+    return ws
+
+
+async def test_ping_is_answered_pong(server, http, database_url):
+    ws = await _socket(server, http, database_url)
+    await assert_silent(ws, "a quiet socket")
+    await ws.close()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["not json", "", "{", "[]", '"ping"', "null", "{}", '{"type": 5}', '{"type": null}'],
+)
+async def test_unparseable_frame_is_an_error_and_the_socket_stays_open(
+    server, http, database_url, text
+):
+    ws = await _socket(server, http, database_url)
+    await ws.send(text)
+    got = await frame(ws, "error", f"for the frame {text!r}")
+    assert got["error"]["code"] == "invalid_request" and got["error"]["message"]
+    await assert_silent(ws, f"after the frame {text!r}")
+    await ws.close()
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "subscribe"},
+        {"type": "PING"},
+        {"type": "read"},
+        {"type": "read", "ids": []},
+        {"type": "read", "ids": ["1"]},
+        {"type": "read", "ids": [True]},
+        {"type": "read", "ids": [0]},
+        {"type": "read", "ids": [2**63]},
+        {"type": "read", "ids": 7},
+    ],
+    ids=lambda m: json.dumps(m),
+)
+async def test_unknown_or_invalid_frame_is_an_error(server, http, database_url, message):
+    ws = await _socket(server, http, database_url)
+    await ws.send(json.dumps(message))
+    got = await frame(ws, "error", f"for {message}")
+    assert got["error"]["code"] == "invalid_request"
+    await assert_silent(ws, f"after {message}")
+    await ws.close()
+
+
+async def test_binary_frame_is_an_error(server, http, database_url):
+    ws = await _socket(server, http, database_url)
+    await ws.send(json.dumps({"type": "ping"}).encode())
+    got = await frame(ws, "error", "for a binary frame")
+    assert got["error"]["code"] == "invalid_request"
+    await assert_silent(ws, "after a binary frame")
+    await ws.close()
+
+
+async def test_frame_over_the_size_limit_closes_1009(server, http, database_url, settings):
+    ws = await _socket(server, http, database_url)
+    padding = "x" * settings.ws_max_frame_bytes
+    await ws.send(json.dumps({"type": "ping", "padding": padding}))
+    code, _ = await closed(ws, "after a frame over PGBELL_WS_MAX_FRAME_BYTES")
+    assert code == 1009
+
+
+async def test_frame_just_under_the_size_limit_is_read(server, http, database_url, settings):
+    ws = await _socket(server, http, database_url)
+    text = json.dumps({"type": "ping", "padding": ""})
+    padding = "x" * (settings.ws_max_frame_bytes - len(text))
+    await ws.send(json.dumps({"type": "ping", "padding": padding}))
+    got = await frame(ws, "pong", "for a frame of exactly the limit")
+    assert got == {"type": "pong"}
+    await ws.close()
+
+
+# --- Resume ---------------------------------------------------------------
+
+
+async def test_resume_since_carries_missed_oldest_first_read_or_not_only_mine(
+    server, http, database_url
+):
+    ann = add_user(database_url, "ann")
+    bob = add_user(database_url, "bob")
+    for i in range(4):
+        insert_deal(database_url, f"Ann {i}", ann)
+        insert_deal(database_url, f"Bob {i}", bob)
+    ids = await _ids(database_url, ann)
+    await _sql(
+        database_url, "UPDATE pgbell.notifications SET read_at = now() WHERE id = %s", (ids[2],)
+    )
+
+    ws = await open_socket(server.ws_base, await login(http, server.base, "ann"), since=ids[0])
+    snap = await snapshot(ws, f"on resume since={ids[0]}")
+    missed = snap["missed"]
+    assert [n["id"] for n in missed] == ids[1:], "missed: ids above since, oldest first"
+    assert missed[1]["read_at"] is not None, "a read notification is still missed"
+    assert all(n["title"].startswith("New deal: Ann") for n in missed), "another user's rows"
+    assert snap["unread_count"] == 3
+    assert [n["id"] for n in snap["notifications"]] == [ids[3], ids[1], ids[0]]
+    await ws.close()
+
+    ws = await open_socket(server.ws_base, await login(http, server.base, "ann"), since=ids[-1])
+    assert (await snapshot(ws, "on resume from the newest id"))["missed"] == []
+    await ws.close()
+
+
+async def test_resume_since_another_users_id_shows_nothing_of_theirs(server, http, database_url):
+    ann = add_user(database_url, "ann")
+    bob = add_user(database_url, "bob")
+    insert_deal(database_url, "Ann 0", ann)
+    insert_deal(database_url, "Bob 0", bob)
+    insert_deal(database_url, "Ann 1", ann)
+    bob_ids = await _ids(database_url, bob)
+    ws = await open_socket(server.ws_base, await login(http, server.base, "ann"), since=bob_ids[0])
+    snap = await snapshot(ws, "on resume from bob's id")
+    assert [n["title"] for n in snap["missed"]] == ["New deal: Ann 1"]
+    await ws.close()
+
+
+@pytest.mark.parametrize("since", ["abc", "-1", "1.5", "\u00b2"])
+async def test_malformed_since_is_an_error_frame_then_a_plain_snapshot(
+    server, http, database_url, since
+):
+    add_user(database_url, "ann")
+    ws = await open_socket(server.ws_base, await login(http, server.base, "ann"), since=since)
+    got = await frame(ws, "error", f"for since={since!r}")
+    assert got["error"]["code"] == "invalid_request" and "since" in got["error"]["message"]
+    assert "missed" not in await frame(ws, "snapshot", "after the error")
+    await ws.close()
+
+
+# --- The resume race: ids are not commit order ------------------------------
+
+
+class LowerIdCommitsLast:
+    """Two writers for one user: A takes the lower notification id, B the
+    higher one, and B commits first. A client that remembers "the last id I
+    saw" would skip A's notification forever."""
+
+    def __init__(self, database_url: str, user_id: int) -> None:
+        self.url = database_url
+        self.user_id = user_id
+
+    async def __aenter__(self) -> LowerIdCommitsLast:
+        self.a = await psycopg.AsyncConnection.connect(self.url)
+        b = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        async with b:
+            await self.a.execute(NOTE, ("Slow writer", self.user_id))
+            self.lo = await self._newest(self.a)
+            await b.execute(NOTE, ("Fast writer", self.user_id))
+            self.hi = await self._newest(b)
+        assert self.lo < self.hi, (self.lo, self.hi)
+        return self
+
+    async def _newest(self, conn) -> int:
+        cur = await conn.execute(
+            "SELECT max(id) FROM pgbell.notifications WHERE user_id = %s", (self.user_id,)
+        )
+        return (await cur.fetchone())[0]
+
+    async def commit_the_lower_id(self) -> None:
+        await self.a.commit()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.a.close()
+
+
+async def test_resume_after_a_lower_id_commits_late_misses_nothing(server, http, database_url):
+    uid = add_user(database_url, "ann")
+    token = await login(http, server.base, "ann")
+    ws = await open_socket(server.ws_base, token)
+    await snapshot(ws, "before the writers")
+    async with LowerIdCommitsLast(database_url, uid) as race:
+        live = await frame(ws, "notification", "for the higher id, committed first")
+        assert live["notification"]["id"] == race.hi
+        await ws.close()  # the client goes away, remembering race.hi
+        await race.commit_the_lower_id()
+
+    ws = await open_socket(server.ws_base, token, since=race.hi)
+    snap = await snapshot(ws, f"on resume since={race.hi}")
+    missed = [n["id"] for n in snap["missed"]]
+    # a naive "id > since" would answer [] here: race.lo < race.hi
+    assert race.lo in missed, f"resume since={race.hi} lost id {race.lo} (missed: {missed})"
+    assert {race.hi} | set(missed) >= {race.lo, race.hi}
+    assert missed == [race.lo], "missed carries what the client did not have, nothing else"
+    await ws.close()
+
+
+async def test_live_socket_gets_both_when_the_lower_id_commits_last(server, http, database_url):
+    uid = add_user(database_url, "ann")
+    ws = await open_socket(server.ws_base, await login(http, server.base, "ann"))
+    await snapshot(ws, "before the writers")
+    async with LowerIdCommitsLast(database_url, uid) as race:
+        first = await frame(ws, "notification", "for the higher id, committed first")
+        await race.commit_the_lower_id()
+        second = await frame(ws, "notification", "for the lower id, committed last")
+    assert [first["notification"]["id"], second["notification"]["id"]] == [race.hi, race.lo]
+    assert [first["unread_count"], second["unread_count"]] == [1, 2]
+    await ws.close()
+
+
+async def test_resume_while_the_lower_id_is_in_flight_gets_it_live(server, http, database_url):
+    uid = add_user(database_url, "ann")
+    token = await login(http, server.base, "ann")
+    ws = await open_socket(server.ws_base, token)
+    await snapshot(ws, "before the writers")
+    async with LowerIdCommitsLast(database_url, uid) as race:
+        await frame(ws, "notification", "for the higher id, committed first")
+        await ws.close()
+        ws = await open_socket(server.ws_base, token, since=race.hi)
+        snap = await snapshot(ws, f"on resume since={race.hi}, the lower id uncommitted")
+        assert snap["missed"] == []
+        await race.commit_the_lower_id()
+        late = await frame(ws, "notification", "for the lower id, committed after the resume")
+    assert late["notification"]["id"] == race.lo
+    await ws.close()
+
+
+# --- Slow consumers -------------------------------------------------------
+
+
+@pytest.fixture
+async def small_queue_server(database_url, aiohttp_server):
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": database_url,
+            "PGBELL_JWT_SECRET": JWT_SECRET,
+            "PGBELL_POLL_INTERVAL": "60",
+            "PGBELL_SEND_QUEUE_SIZE": "8",
+        }
+    )
+    app = create_app(settings)
+    srv = await aiohttp_server(app)
+    srv.base = str(srv.make_url("")).rstrip("/")
+    srv.ws_base = "ws" + srv.base[len("http") :]
+    srv.pgbell_app = app
+    return srv
+
+
+class StalledClient:
+    """A WebSocket client over raw TCP that completes the handshake and then
+    never reads: a tiny receive buffer makes the server's writes back up."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.setblocking(False)
+
+    async def handshake(self, token: str) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(self.sock, (self.host, self.port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (
+            f"GET /ws?token={token} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await loop.sock_sendall(self.sock, request.encode())
+        head = b""
+        async with asyncio.timeout(5):
+            while b"\r\n\r\n" not in head:
+                head += await loop.sock_recv(self.sock, 1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+
+    async def close_code(self, timeout: float = 10) -> int:
+        """Now read everything the server sent, up to its close frame."""
+        loop = asyncio.get_running_loop()
+        data = b""
+        async with asyncio.timeout(timeout):
+            while True:
+                code = _close_code(data)
+                if code is not None:
+                    return code
+                chunk = await loop.sock_recv(self.sock, 1 << 20)
+                if not chunk:
+                    raise AssertionError("the server hung up without a close frame")
+                data += chunk
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _close_code(data: bytes) -> int | None:
+    """The close code in a stream of unmasked server frames, once complete."""
+    pos = 0
+    while pos + 2 <= len(data):
+        opcode, length = data[pos] & 0x0F, data[pos + 1] & 0x7F
+        pos += 2
+        if length == 126:
+            length, pos = int.from_bytes(data[pos : pos + 2], "big"), pos + 2
+        elif length == 127:
+            length, pos = int.from_bytes(data[pos : pos + 8], "big"), pos + 8
+        if pos + length > len(data):
+            return None
+        if opcode == 0x8:
+            return int.from_bytes(data[pos : pos + 2], "big")
+        pos += length
+    return None
+
+
+async def test_slow_consumer_is_closed_1013_without_delaying_the_others(
+    small_queue_server, http, database_url
+):
+    server = small_queue_server
+    uid = add_user(database_url, "ann")
+    token = await login(http, server.base, "ann")
+    stats = server.pgbell_app[keys.HUB].stats
+    healthy = await open_socket(server.ws_base, token, max_size=None)
+    await snapshot(healthy, "on the healthy socket")
+    stalled = StalledClient(server.host, server.port)
+    await stalled.handshake(token)
+    await wait_until(lambda: server.pgbell_app[keys.HUB].socket_count() == 2, "both sockets in")
+
+    body = "x" * 32_000
+    received, slowest = 0, 0.0
+    try:
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            # one notification per commit, each awaited on the healthy socket:
+            # a hub that waited on the stalled socket would stall this loop
+            for i in range(400):
+                started = time.monotonic()
+                await conn.execute(
+                    "INSERT INTO pgbell.notifications (user_id, kind, title, body)"
+                    " VALUES (%s, 'bulk', %s, %s)",
+                    (uid, f"Bulk {i}", body),
+                )
+                got = await frame(healthy, "notification", f"#{i} on the healthy socket", 3)
+                assert got["notification"]["title"] == f"Bulk {i}"
+                received += 1
+                slowest = max(slowest, time.monotonic() - started)
+                if stats.slow_consumers_closed and received >= 20:
+                    break
+        assert stats.slow_consumers_closed == 1, (
+            f"the stalled socket was not closed after {received} frames of 32 kB"
+        )
+        assert await stalled.close_code() == 1013
+    finally:
+        stalled.close()
+    await assert_silent(healthy, "the healthy socket, after the stalled one was closed")
+    assert slowest < 3
+    await healthy.close()
