@@ -4,19 +4,12 @@ with psycopg as the SQL writer."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import os
-import socket
-import time
 
 import psycopg
 import pytest
 
-from server import keys
-from server.app import create_app
-from server.config import Settings
 from tests.contract_client import (
     assert_silent,
     closed,
@@ -26,7 +19,7 @@ from tests.contract_client import (
     rest,
     snapshot,
 )
-from tests.support import JWT_SECRET, add_user, insert_deal, login, wait_until
+from tests.support import add_user, insert_deal, login
 
 NOTE = "INSERT INTO deals (title, amount, owner_id) VALUES (%s, 1, %s)"
 
@@ -441,129 +434,3 @@ async def test_resume_while_the_lower_id_is_in_flight_gets_it_live(server, http,
         late = await frame(ws, "notification", "for the lower id, committed after the resume")
     assert late["notification"]["id"] == race.lo
     await ws.close()
-
-
-# --- Slow consumers -------------------------------------------------------
-
-
-@pytest.fixture
-async def small_queue_server(database_url, aiohttp_server):
-    settings = Settings.from_env(
-        {
-            "DATABASE_URL": database_url,
-            "PGBELL_JWT_SECRET": JWT_SECRET,
-            "PGBELL_POLL_INTERVAL": "60",
-            "PGBELL_SEND_QUEUE_SIZE": "8",
-        }
-    )
-    app = create_app(settings)
-    srv = await aiohttp_server(app)
-    srv.base = str(srv.make_url("")).rstrip("/")
-    srv.ws_base = "ws" + srv.base[len("http") :]
-    srv.pgbell_app = app
-    return srv
-
-
-class StalledClient:
-    """A WebSocket client over raw TCP that completes the handshake and then
-    never reads: a tiny receive buffer makes the server's writes back up."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        self.sock.setblocking(False)
-
-    async def handshake(self, token: str) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.sock_connect(self.sock, (self.host, self.port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        request = (
-            f"GET /ws?token={token} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        await loop.sock_sendall(self.sock, request.encode())
-        head = b""
-        async with asyncio.timeout(5):
-            while b"\r\n\r\n" not in head:
-                head += await loop.sock_recv(self.sock, 1)
-        assert head.startswith(b"HTTP/1.1 101"), head
-
-    async def close_code(self, timeout: float = 10) -> int:
-        """Now read everything the server sent, up to its close frame."""
-        loop = asyncio.get_running_loop()
-        data = b""
-        async with asyncio.timeout(timeout):
-            while True:
-                code = _close_code(data)
-                if code is not None:
-                    return code
-                chunk = await loop.sock_recv(self.sock, 1 << 20)
-                if not chunk:
-                    raise AssertionError("the server hung up without a close frame")
-                data += chunk
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def _close_code(data: bytes) -> int | None:
-    """The close code in a stream of unmasked server frames, once complete."""
-    pos = 0
-    while pos + 2 <= len(data):
-        opcode, length = data[pos] & 0x0F, data[pos + 1] & 0x7F
-        pos += 2
-        if length == 126:
-            length, pos = int.from_bytes(data[pos : pos + 2], "big"), pos + 2
-        elif length == 127:
-            length, pos = int.from_bytes(data[pos : pos + 8], "big"), pos + 8
-        if pos + length > len(data):
-            return None
-        if opcode == 0x8:
-            return int.from_bytes(data[pos : pos + 2], "big")
-        pos += length
-    return None
-
-
-async def test_slow_consumer_is_closed_1013_without_delaying_the_others(
-    small_queue_server, http, database_url
-):
-    server = small_queue_server
-    uid = add_user(database_url, "ann")
-    token = await login(http, server.base, "ann")
-    stats = server.pgbell_app[keys.HUB].stats
-    healthy = await open_socket(server.ws_base, token, max_size=None)
-    await snapshot(healthy, "on the healthy socket")
-    stalled = StalledClient(server.host, server.port)
-    await stalled.handshake(token)
-    await wait_until(lambda: server.pgbell_app[keys.HUB].socket_count() == 2, "both sockets in")
-
-    body = "x" * 32_000
-    received, slowest = 0, 0.0
-    try:
-        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-            # one notification per commit, each awaited on the healthy socket:
-            # a hub that waited on the stalled socket would stall this loop
-            for i in range(400):
-                started = time.monotonic()
-                await conn.execute(
-                    "INSERT INTO pgbell.notifications (user_id, kind, title, body)"
-                    " VALUES (%s, 'bulk', %s, %s)",
-                    (uid, f"Bulk {i}", body),
-                )
-                got = await frame(healthy, "notification", f"#{i} on the healthy socket", 3)
-                assert got["notification"]["title"] == f"Bulk {i}"
-                received += 1
-                slowest = max(slowest, time.monotonic() - started)
-                if stats.slow_consumers_closed and received >= 20:
-                    break
-        assert stats.slow_consumers_closed == 1, (
-            f"the stalled socket was not closed after {received} frames of 32 kB"
-        )
-        assert await stalled.close_code() == 1013
-    finally:
-        stalled.close()
-    await assert_silent(healthy, "the healthy socket, after the stalled one was closed")
-    assert slowest < 3
-    await healthy.close()
