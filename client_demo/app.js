@@ -6,6 +6,7 @@ import { PgBellClient } from "/static/pgbell-client.js";
 const $ = (id) => document.getElementById(id);
 const client = new PgBellClient();
 const TOAST_MS = 6000;
+const MAX_TOASTS = 4;
 const STATUS_LABELS = {
   connecting: "Connecting…",
   live: "Live",
@@ -127,7 +128,14 @@ function toast(n) {
   close.addEventListener("click", () => el.remove());
 
   el.append(text, close);
-  $("toasts").append(el);
+  const region = $("toasts");
+  region.append(el);
+  // A burst must not bury the page: drop the oldest non-urgent ones first.
+  const shown = [...region.children];
+  for (const old of shown.filter((t) => t.dataset.priority !== "urgent")) {
+    if (region.children.length <= MAX_TOASTS) break;
+    if (old !== el) old.remove();
+  }
   // Urgent ones stay until dismissed; the rest fade away.
   if (n.priority !== "urgent") setTimeout(() => el.remove(), TOAST_MS);
 }
