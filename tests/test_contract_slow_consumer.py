@@ -91,6 +91,7 @@ def _close_code(data: bytes) -> int | None:
 async def test_slow_consumer_is_closed_1013_without_delaying_the_others(server, http, database_url):
     uid = add_user(database_url, "ann")
     token = await login(http, server.base, "ann")
+    assert server.pgbell_app[keys.SETTINGS].send_queue_size == 8
     stats = server.pgbell_app[keys.HUB].stats
     healthy = await open_socket(server.ws_base, token, max_size=None)
     await snapshot(healthy, "on the healthy socket")
