@@ -51,6 +51,17 @@ function render(state) {
   $("empty").hidden = items.length > 0;
 }
 
+/** Only same-origin paths and http(s) links are followed; never javascript: URLs. */
+function safeUrl(raw) {
+  if (!raw) return null;
+  try {
+    const url = new URL(raw, location.href);
+    return url.protocol === "http:" || url.protocol === "https:" ? raw : null;
+  } catch {
+    return null;
+  }
+}
+
 function renderItem(n) {
   const li = document.createElement("li");
   li.className = `note note-${n.priority}`;
@@ -59,9 +70,10 @@ function renderItem(n) {
   li.dataset.priority = n.priority;
   li.dataset.read = n.read_at ? "true" : "false";
 
-  const link = document.createElement(n.action_url ? "a" : "button");
+  const href = safeUrl(n.action_url);
+  const link = document.createElement(href ? "a" : "button");
   link.className = "note-link";
-  if (n.action_url) link.href = n.action_url;
+  if (href) link.href = href;
   else link.type = "button";
   link.addEventListener("click", (e) => openNotification(e, n));
 
@@ -92,7 +104,8 @@ function renderItem(n) {
 function openNotification(event, n) {
   event.preventDefault();
   client.markRead(n.id).catch((err) => notice(`Could not mark it read: ${err.message}`));
-  if (n.action_url) navigate(n.action_url);
+  const href = safeUrl(n.action_url);
+  if (href) navigate(href);
 }
 
 // ---- toasts ---------------------------------------------------------------
@@ -105,10 +118,11 @@ function toast(n) {
   el.dataset.id = String(n.id);
   if (n.priority === "urgent") el.setAttribute("role", "alert");
 
-  const text = document.createElement(n.action_url ? "a" : "div");
+  const href = safeUrl(n.action_url);
+  const text = document.createElement(href ? "a" : "div");
   text.className = "toast-text";
-  if (n.action_url) {
-    text.href = n.action_url;
+  if (href) {
+    text.href = href;
     text.addEventListener("click", (e) => {
       openNotification(e, n);
       el.remove();

@@ -150,8 +150,9 @@ export class PgBellClient extends EventTarget {
   async markRead(id) {
     const item = this.state.notifications.find((n) => n.id === id);
     if (item && item.read_at) return;
-    if (this._leader && this._ws && this.state.status === "live") {
-      this._ws.send(JSON.stringify({ type: "read", ids: [id] }));
+    const ws = this._ws;
+    if (this._leader && ws?.readyState === WebSocket.OPEN && this.state.status === "live") {
+      ws.send(JSON.stringify({ type: "read", ids: [id] }));
       // The server's `read` frame confirms with the true count; show it now.
       this._applyRead([id], Math.max(0, this.state.unreadCount - (item ? 1 : 0)));
       return;
