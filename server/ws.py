@@ -31,9 +31,10 @@ MAX_READ_IDS = 1000
 
 
 def _token(request: web.Request) -> str:
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        return header[len("Bearer ") :].strip()
+    # the scheme is case-insensitive (RFC 9110), as it is for REST calls
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        return token.strip()
     return request.query.get("token", "")
 
 
