@@ -9,6 +9,7 @@ import json
 
 import psycopg
 import pytest
+from websockets.asyncio.client import connect
 
 from tests.contract_client import (
     assert_silent,
@@ -58,6 +59,15 @@ async def test_token_in_the_authorization_header_opens_with_a_snapshot(server, h
     snap = await snapshot(ws, "with Authorization: Bearer")
     assert snap["unread_count"] == 1 and len(snap["notifications"]) == 1
     await ws.close()
+
+
+async def test_bearer_scheme_is_case_insensitive_on_the_socket(server, http, database_url):
+    add_user(database_url, "ann")
+    token = await login(http, server.base, "ann")
+    async with connect(
+        f"{server.ws_base}/ws", additional_headers={"Authorization": f"bearer {token}"}
+    ) as ws:
+        await snapshot(ws, "with Authorization: bearer")
 
 
 @pytest.mark.parametrize(
