@@ -557,3 +557,16 @@ async def test_healthz_is_503_while_the_database_refuses_and_recovers(
         return status == 200
 
     await wait_until(healthy, "/healthz back to 200 after the database came back", timeout=15)
+
+
+async def test_every_answer_carries_a_request_id(server, http, database_url):
+    _, token = await _user(http, server, database_url)
+    mine = {"X-Request-Id": "trace-42", "Authorization": f"Bearer {token}"}
+    async with http.get(f"{server.base}/notifications", headers=mine) as r:
+        assert r.status == 200 and r.headers["X-Request-Id"] == "trace-42"
+    for method, path in (("GET", "/notifications/unread-count"), ("GET", "/no/such/route")):
+        async with http.request(method, server.base + path) as r:
+            assert r.status in (401, 404)
+            assert 0 < len(r.headers.get("X-Request-Id", "")) <= 64, dict(r.headers)
+    async with http.get(f"{server.base}/healthz", headers={"X-Request-Id": "x" * 65}) as r:
+        assert r.headers["X-Request-Id"] != "x" * 65, "an over-long id is replaced"
