@@ -122,14 +122,23 @@ class ServerProcess:
             writer.close()
             await writer.wait_closed()
             return
-        await self.kill()
+        await self.stop()
         raise AssertionError(f"pgbell serve did not listen on {self.port} within {timeout} s")
 
-    async def kill(self) -> None:
-        """SIGKILL: no close frames, the browser just loses the connection."""
+    async def stop(self, sig: signal.Signals = signal.SIGKILL, timeout: float = 15.0) -> None:
+        """SIGKILL drops every connection without a close frame; SIGTERM is
+        a graceful shutdown, which closes sockets with 1001."""
         if self.proc is None:
             return
         if self.proc.returncode is None:
+            os.killpg(self.proc.pid, sig)
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
             os.killpg(self.proc.pid, signal.SIGKILL)
-        await asyncio.wait_for(self.proc.wait(), 10)
-        self.proc = None
+            await asyncio.wait_for(self.proc.wait(), 10)
+            raise AssertionError(
+                f"pgbell serve did not exit within {timeout} s of {sig.name}"
+            ) from None
+        finally:
+            self.proc = None

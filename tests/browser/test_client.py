@@ -7,6 +7,7 @@ listener, hub, WebSocket (or REST), client state, DOM.
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -50,8 +51,8 @@ async def test_live_notification_shows_as_toast_item_and_badge(server, database_
 
 async def test_click_marks_read_and_opens_the_deal(server, database_url, context):
     alice, page = await live_user(context, server.base, database_url)
-    insert_deal(database_url, "Globex", alice)
-    insert_deal(database_url, "Initech", alice)
+    globex = insert_deal(database_url, "Globex", alice)
+    initech = insert_deal(database_url, "Initech", alice)
     first, second = notification_ids(database_url, alice)
     await expect_unread(page, 2, why="after two deals")
     items = page.get_by_test_id("notification-item")
@@ -65,17 +66,25 @@ async def test_click_marks_read_and_opens_the_deal(server, database_url, context
         "data-read", "true"
     )
     await expect(item(page, second)).to_have_attribute("data-read", "false")
-    deal_id = int(page.url.rstrip("/").rsplit("/", 1)[-1])
-    assert page.url == f"{server.base}/deals/{deal_id}", page.url
+    await expect(page, "not navigated to the action URL").to_have_url(
+        f"{server.base}/deals/{globex}"
+    )
     await expect(page.locator("#deal-body"), "the deal view did not load").to_contain_text("Globex")
     await wait_until(lambda: read_at(database_url, first) is not None, "read_at in the database")
     assert read_at(database_url, second) is None
 
     # The action URL is a real page: loaded directly, the app comes up there.
-    await page.goto(f"{server.base}/deals/{deal_id}")
+    await page.goto(f"{server.base}/deals/{globex}")
     await expect(page.locator("#deal-body")).to_contain_text("Globex")
     await expect_state(page, "live", why="when loaded at the deal's URL")
     await expect_unread(page, 1, why="when loaded at the deal's URL")
+
+    # and the keyboard alone does the same
+    await item(page, second).get_by_role("link").focus()
+    await page.keyboard.press("Enter")
+    await expect_unread(page, 0, why="after Enter on the second item")
+    await expect(page).to_have_url(f"{server.base}/deals/{initech}")
+    await expect(page.locator("#deal-body")).to_contain_text("Initech")
 
 
 async def test_tabs_share_one_socket_and_hand_over(server, database_url, context):
@@ -130,16 +139,17 @@ async def server_process(database_url):
     proc = ServerProcess(database_url, free_port())
     await proc.start()
     yield proc
-    await proc.kill()
+    await proc.stop()
 
 
-async def test_server_restart_reconnects_and_catches_up(server_process, database_url, context):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "shut-down"])
+async def test_server_restart_reconnects_and_catches_up(server_process, database_url, context, sig):
     alice, page = await live_user(context, server_process.base, database_url)
     insert_deal(database_url, "Before", alice)
     await expect_unread(page, 1, why="before the restart")
 
-    await server_process.kill()
-    await expect_state(page, "reconnecting", why="after the server was killed")
+    await server_process.stop(sig)
+    await expect_state(page, "reconnecting", why=f"after the server got {sig.name}")
     insert_deal(database_url, "While down 1", alice)
     insert_deal(database_url, "While down 2", alice)
     await server_process.start()
