@@ -148,23 +148,28 @@ async def server_process(database_url):
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "shut-down"])
 async def test_server_restart_reconnects_and_catches_up(server_process, database_url, context, sig):
     alice, page = await live_user(context, server_process.base, database_url)
+    follower = await context.new_page()  # mirrors the leader's connection state
+    await follower.goto(server_process.base + "/")
+    await expect_state(follower, "live", why="in the follower tab")
     insert_deal(database_url, "Before", alice)
     await expect_unread(page, 1, why="before the restart")
 
     await server_process.stop(sig)
-    await expect_state(page, "reconnecting", why=f"after the server got {sig.name}")
+    for tab in (page, follower):
+        await expect_state(tab, "reconnecting", why=f"after the server got {sig.name}")
     insert_deal(database_url, "While down 1", alice)
     insert_deal(database_url, "While down 2", alice)
     await server_process.start()
 
     # backoff is capped at 30 s; with the server down for about a second the
     # next attempt comes within a few seconds
-    await expect_state(page, "live", timeout=20_000, why="after the server came back")
     ids = notification_ids(database_url, alice)
-    for note_id in ids:
-        await expect(item(page, note_id), f"notification {note_id} missing").to_be_visible()
-    await expect_unread(page, 3, why="after catching up")
-    await expect(page.get_by_test_id("toast").filter(has_text="While down 2")).to_be_visible()
+    for tab in (page, follower):
+        await expect_state(tab, "live", timeout=20_000, why="after the server came back")
+        for note_id in ids:
+            await expect(item(tab, note_id), f"notification {note_id} missing").to_be_visible()
+        await expect_unread(tab, 3, why="after catching up")
+        await expect(tab.get_by_test_id("toast").filter(has_text="While down 2")).to_be_visible()
 
 
 async def test_blocked_websocket_falls_back_to_polling(server, database_url, context):
