@@ -286,3 +286,39 @@ async def test_slow_consumer_close_reconnects_without_losing_any(
     await expect_unread(page, 60, why="after the burst")
     await expect(page.get_by_test_id("notification-item"), "burst items lost").to_have_count(60)
     await expect(page.get_by_test_id("toast"), "a burst must not bury the page").to_have_count(4)
+
+
+async def test_deal_form_mark_all_read_and_logout_across_tabs(server, database_url, context):
+    alice, tab_a = await live_user(context, server.base, database_url)
+    tab_b = await context.new_page()
+    await tab_b.goto(server.base + "/")
+    await expect_state(tab_b, "live", why="in the follower tab")
+
+    # the follower creates deals through the form; the trigger notifies alice
+    for title, amount in (("Soylent", "1500"), ("Tyrell", "99.5")):
+        await tab_b.get_by_test_id("deal-title").fill(title)
+        await tab_b.get_by_test_id("deal-amount").fill(amount)
+        await tab_b.get_by_test_id("deal-submit").click()
+        for tab in (tab_a, tab_b):
+            await expect(tab.get_by_test_id("toast").filter(has_text=title)).to_be_visible()
+    await expect_unread(tab_a, 2, why="after two deals from the form")
+
+    await tab_b.get_by_test_id("mark-all-read").click()
+    for tab in (tab_a, tab_b):
+        await expect_unread(tab, 0, why="after mark all read")
+        await expect(
+            tab.locator('[data-testid="notification-item"][data-read="false"]')
+        ).to_have_count(0)
+    with psycopg.connect(database_url) as conn:
+        unread = conn.execute(
+            "SELECT count(*) FROM pgbell.notifications WHERE user_id = %s AND read_at IS NULL",
+            (alice,),
+        ).fetchone()[0]
+    assert unread == 0, f"{unread} notifications still unread in the database"
+
+    # logging out in one tab logs out every tab
+    await tab_a.get_by_test_id("logout").click()
+    for tab in (tab_a, tab_b):
+        await expect(tab.get_by_test_id("login-submit"), "a tab stayed logged in").to_be_visible()
+        await expect(tab.get_by_test_id("login-error")).to_be_hidden()
+    assert await tab_b.evaluate("localStorage.getItem('pgbell.session')") is None

@@ -33,7 +33,9 @@ def notify(db_url: str, user_id: int, deal_id: int, title: str, amount: float, p
         )
 
 
-async def test_every_priority_looks_different(server, database_url, context, tmp_path):
+async def test_priorities_look_different_and_urgent_toasts_stay(
+    server, database_url, context, tmp_path
+):
     alice = add_user(database_url, "alice")
     # bob owns the deals, so alice hears only what notify() sends her
     bob = add_user(database_url, "bob")
@@ -86,3 +88,11 @@ async def test_every_priority_looks_different(server, database_url, context, tmp
         target = tmp_path / "screenshot.png"
     await page.screenshot(path=str(target), animations="disabled")
     assert target.stat().st_size > 10_000, "the screenshot is suspiciously small"
+
+    # the high toast hides by itself; the urgent one waits to be dismissed
+    high = toasts.and_(page.locator("[data-priority=high]"))
+    await expect(high, "the high toast did not hide by itself").to_have_count(0, timeout=10_000)
+    urgent = toasts.and_(page.locator("[data-priority=urgent]"))
+    await expect(urgent, "the urgent toast hid by itself").to_be_visible()
+    await urgent.get_by_role("button", name="Dismiss").click()
+    await expect(toasts).to_have_count(0)
