@@ -28,6 +28,14 @@ def authenticate(request: web.Request) -> Claims:
     return claims
 
 
+async def user_gone(request: web.Request, user_id: int) -> ApiError | None:
+    """After a foreign-key failure on the caller's own id: a 401 if the
+    token outlived its user (deleted since it was issued), else None."""
+    if await request.app[keys.POOL].fetchval(Q.user_exists, user_id):
+        return None
+    return ApiError(401, "unauthorized", "the token's user no longer exists; log in again")
+
+
 @routes.post("/auth/login")
 async def login(request: web.Request) -> web.Response:
     body = await validate.json_object(request)

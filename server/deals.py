@@ -13,7 +13,7 @@ import asyncpg
 from aiohttp import web
 
 from server import keys, validate, wire
-from server.api import authenticate
+from server.api import authenticate, user_gone
 from server.errors import invalid, not_found
 from server.sql import Q
 
@@ -34,7 +34,8 @@ async def create_deal(request: web.Request) -> web.Response:
             Q.insert_deal, title, Decimal(f"{amount:.2f}"), owner_id, claims.user_id
         )
     except asyncpg.ForeignKeyViolationError:
-        raise invalid("owner_id", "no such user") from None
+        gone = await user_gone(request, claims.user_id)
+        raise gone or invalid("owner_id", "no such user") from None
     return web.json_response({"deal": wire.deal(row)}, status=201)
 
 
@@ -59,9 +60,13 @@ async def create_payment(request: web.Request) -> web.Response:
     amount = validate.number(body, "amount", minimum=0, exclusive=True, maximum=MAX_AMOUNT)
     if round(amount, 2) <= 0:
         raise invalid("amount", "must be at least 0.01")
-    row = await request.app[keys.POOL].fetchrow(
-        Q.insert_payment, deal_id, Decimal(f"{amount:.2f}"), claims.user_id
-    )
+    try:
+        row = await request.app[keys.POOL].fetchrow(
+            Q.insert_payment, deal_id, Decimal(f"{amount:.2f}"), claims.user_id
+        )
+    except asyncpg.ForeignKeyViolationError:
+        # created_by is the caller; otherwise the deal went away meanwhile
+        raise await user_gone(request, claims.user_id) or not_found("deal") from None
     if row is None:
         raise not_found("deal")
     return web.json_response({"payment": wire.payment(row)}, status=201)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from server import keys, validate
-from server.api import authenticate
+from server.api import authenticate, user_gone
 from server.errors import invalid
 from server.sql import Q
 
@@ -79,11 +80,16 @@ async def put_preferences(request: web.Request) -> web.Response:
             unknown = sorted(set(kinds) - known)
             if unknown:
                 raise invalid("kinds", f"unknown kind {unknown[0][:64]!r} (see GET /preferences)")
-            await conn.execute(Q.upsert_global_preferences, claims.user_id, muted, floor)
-            await conn.execute(Q.clear_kind_preferences, claims.user_id)
-            for kind, kind_muted, kind_floor in settings:
-                if kind_muted or kind_floor is not None:
-                    await conn.execute(
-                        Q.insert_kind_preference, claims.user_id, kind, kind_muted, kind_floor
-                    )
+            try:
+                await conn.execute(Q.upsert_global_preferences, claims.user_id, muted, floor)
+                await conn.execute(Q.clear_kind_preferences, claims.user_id)
+                for kind, kind_muted, kind_floor in settings:
+                    if kind_muted or kind_floor is not None:
+                        await conn.execute(
+                            Q.insert_kind_preference, claims.user_id, kind, kind_muted, kind_floor
+                        )
+            except asyncpg.ForeignKeyViolationError:
+                # the caller's user was deleted, or a kind's template meanwhile
+                gone = await user_gone(request, claims.user_id)
+                raise gone or invalid("kinds", "unknown kind (see GET /preferences)") from None
             return web.json_response(await _document(conn, claims.user_id))
