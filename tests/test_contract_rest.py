@@ -9,6 +9,7 @@ import jwt
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from server import keys
 from tests.contract_client import assert_error, mint, rest
@@ -542,7 +543,7 @@ async def test_healthz_is_200_once_database_and_listener_are_connected(server, h
 async def test_healthz_is_503_while_the_database_refuses_and_recovers(
     server, http, database_url, pg_url
 ):
-    name = database_url.rsplit("/", 1)[1]
+    name = conninfo_to_dict(database_url)["dbname"]
     await wait_until(lambda: server.pgbell_app[keys.LISTENER].connected, "listener connected")
 
     def refuse(allow: bool) -> None:
@@ -589,3 +590,28 @@ async def test_every_answer_carries_a_request_id(server, http, database_url):
             assert 0 < len(r.headers.get("X-Request-Id", "")) <= 64, dict(r.headers)
     async with http.get(f"{server.base}/healthz", headers={"X-Request-Id": "x" * 65}) as r:
         assert r.headers["X-Request-Id"] != "x" * 65, "an over-long id is replaced"
+
+
+async def test_token_of_a_deleted_user_is_401_unauthorized_not_a_5xx(server, http, database_url):
+    uid, _ = await _user(http, server, database_url, "ann")
+    deal_id = insert_deal(database_url, "Acme", uid)
+    gone = add_user(database_url, "gone")
+    token = mint(gone)
+    with psycopg.connect(database_url) as conn:
+        conn.execute("DELETE FROM pgbell.users WHERE id = %s", (gone,))
+    for method, path, payload in (
+        ("POST", "/deals", {"title": "Acme", "amount": 1}),
+        ("POST", f"/deals/{deal_id}/payments", {"amount": 1}),
+        ("PUT", "/preferences", {"muted": True}),
+    ):
+        status, body = await rest(http, method, server.base + path, token=token, json=payload)
+        assert_error(status, body, 401, "unauthorized")
+    # an owner_id that is not a user is still the caller's mistake
+    status, body = await rest(
+        http,
+        "POST",
+        f"{server.base}/deals",
+        token=mint(uid),
+        json={"title": "Acme", "amount": 1, "owner_id": gone},
+    )
+    assert_error(status, body, 422, "invalid_request", "owner_id")
