@@ -44,6 +44,15 @@ _HTTP_CODES = {
 }
 
 
+def _detail(e: web.HTTPException) -> str:
+    """aiohttp's own explanation when it gave one (a WebSocket handshake that
+    is not one, say), else the status's reason phrase."""
+    text = " ".join((e.text or "").split())
+    if not text or text.startswith(f"{e.status}:"):
+        return e.reason
+    return text[:200]
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler):
     try:
@@ -58,7 +67,7 @@ async def error_middleware(request: web.Request, handler):
             404: f"no route for {request.method} {request.path}",
             405: f"{request.method} is not allowed on {request.path}",
             413: "the request body is too large",
-        }.get(e.status, e.reason)
+        }.get(e.status, _detail(e))
         response = error_response(e.status, code, message)
         if e.status == 405 and "Allow" in e.headers:
             response.headers["Allow"] = e.headers["Allow"]
