@@ -12,6 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.contract_client import (
+    assert_error,
     assert_silent,
     closed,
     frame,
@@ -42,6 +43,11 @@ async def _ids(database_url: str, user_id: int) -> list[int]:
 
 
 # --- Authentication -------------------------------------------------------
+
+
+async def test_plain_http_get_of_ws_is_400_json(server, http):
+    status, body = await rest(http, "GET", f"{server.base}/ws")
+    assert_error(status, body, 400, "invalid_request", "WebSocket")
 
 
 async def test_token_in_the_query_opens_with_a_snapshot(server, http, database_url):
