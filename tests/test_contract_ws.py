@@ -211,6 +211,22 @@ async def test_psql_update_sends_a_read_frame_to_every_socket(server, http, data
     await _read_everywhere(tabs, ids[:2], 1, "after a psql UPDATE of read_at")
 
 
+async def test_psql_unread_sends_an_unread_frame_to_every_socket(server, http, database_url):
+    uid, _, tabs, ids = await _two_tabs(server, http, database_url)
+    await _sql(
+        database_url, "UPDATE pgbell.notifications SET read_at = now() WHERE user_id = %s", (uid,)
+    )
+    for i, ws in enumerate(tabs):
+        await frame(ws, "read", f"on tab {i} after reading everything")
+    await _sql(
+        database_url, "UPDATE pgbell.notifications SET read_at = NULL WHERE id = %s", (ids[0],)
+    )
+    for i, ws in enumerate(tabs):
+        got = await frame(ws, "unread", f"on tab {i} after a psql UPDATE to NULL")
+        assert got == {"type": "unread", "ids": [ids[0]], "unread_count": 1}, got
+        await ws.close()
+
+
 async def test_ws_read_of_another_users_ids_changes_nothing(server, http, database_url):
     ann = add_user(database_url, "ann")
     add_user(database_url, "bob")
@@ -350,6 +366,27 @@ async def test_resume_since_another_users_id_shows_nothing_of_theirs(server, htt
     ws = await open_socket(server.ws_base, await login(http, server.base, "ann"), since=bob_ids[0])
     snap = await snapshot(ws, "on resume from bob's id")
     assert [n["title"] for n in snap["missed"]] == ["New deal: Ann 1"]
+    await ws.close()
+
+
+async def test_resume_past_10000_missed_is_truncated_and_says_so(server, http, database_url):
+    uid = add_user(database_url, "ann")
+    await _sql(
+        database_url,
+        "INSERT INTO pgbell.notifications (user_id, kind, title)"
+        " SELECT %s, 'bulk', 'Bulk ' || i FROM generate_series(1, 10001) AS i",
+        (uid,),
+    )
+    ids = await _ids(database_url, uid)
+    token = await login(http, server.base, "ann")
+    ws = await open_socket(server.ws_base, token, since=0, max_size=None)
+    snap = await snapshot(ws, "on resume since=0 with 10,001 missed")
+    assert snap["missed_truncated"] is True
+    assert [n["id"] for n in snap["missed"]] == ids[:10_000], "the oldest 10,000, oldest first"
+    await ws.close()
+    ws = await open_socket(server.ws_base, token, since=ids[0], max_size=None)
+    snap = await snapshot(ws, "on resume with exactly 10,000 missed")
+    assert len(snap["missed"]) == 10_000 and "missed_truncated" not in snap
     await ws.close()
 
 
