@@ -19,6 +19,7 @@ from server.sql import Q
 
 routes = web.RouteTableDef()
 MAX_AMOUNT = 999_999_999_999.99  # numeric(14, 2)
+VARY_PAGE_OR_JSON = {"Vary": "Accept, Authorization"}
 INDEX_HTML = Path(__file__).resolve().parent.parent / "client_demo" / "index.html"
 
 
@@ -43,13 +44,17 @@ async def create_deal(request: web.Request) -> web.Response:
 async def get_deal(request: web.Request) -> web.StreamResponse:
     # A browser following a notification's action_url gets the client page,
     # which routes itself; API clients send a token and get JSON.
+    # One URL, two answers: caches must key on what chose between them.
     if "Authorization" not in request.headers and "text/html" in request.headers.get("Accept", ""):
-        return web.FileResponse(INDEX_HTML)
+        page = web.FileResponse(INDEX_HTML)
+        page.headers.update(VARY_PAGE_OR_JSON)
+        page.headers["Cache-Control"] = "no-cache"
+        return page
     authenticate(request)
     row = await request.app[keys.POOL].fetchrow(Q.get_deal, validate.path_id(request))
     if row is None:
         raise not_found("deal")
-    return web.json_response({"deal": wire.deal(row)})
+    return web.json_response({"deal": wire.deal(row)}, headers=VARY_PAGE_OR_JSON)
 
 
 @routes.post(r"/deals/{id}/payments")
