@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 from aiohttp import WSCloseCode, web
 
-from server import api, archive, deals, keys, metrics, openapi, preferences, throttle
+from server import api, archive, cors, deals, keys, metrics, openapi, preferences, throttle
 from server.config import Settings
 from server.errors import error_middleware
 from server.feed import Feed
@@ -98,6 +98,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[
             metrics.http_metrics_middleware,
             request_id_middleware,
+            cors.cors_middleware,
             throttle.login_throttle_middleware,
             error_middleware,
         ],

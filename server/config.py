@@ -43,6 +43,20 @@ def _float(env: dict[str, str], name: str, default: float, lo: float, hi: float)
     return value
 
 
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip() for o in raw.split(",") if o.strip())
+    for origin in origins:
+        scheme, sep, rest = origin.partition("://")
+        if origin != "*" and (
+            scheme not in ("http", "https") or not sep or not rest or "/" in rest
+        ):
+            raise ConfigError(
+                "PGBELL_CORS_ORIGINS must list origins like https://app.example.com"
+                f" (no path, no trailing slash) or *, got {origin!r}"
+            )
+    return origins
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -63,6 +77,7 @@ class Settings:
     metrics_token: str = field(default="", repr=False)
     login_max_failures: int = 10
     login_window: float = 300.0
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -101,6 +116,7 @@ class Settings:
             metrics_token=env.get("PGBELL_METRICS_TOKEN", ""),
             login_max_failures=_int(env, "PGBELL_LOGIN_MAX_FAILURES", 10, 1, 1_000_000),
             login_window=_float(env, "PGBELL_LOGIN_WINDOW", 300.0, 1.0, 86400.0),
+            cors_origins=_origins(env.get("PGBELL_CORS_ORIGINS", "")),
         )
         if values["log_format"] not in ("json", "text"):
             raise ConfigError("PGBELL_LOG_FORMAT must be json or text")

@@ -1,0 +1,85 @@
+"""CORS: off by default; with PGBELL_CORS_ORIGINS, a page on a listed origin
+can log in and call the API from a browser, and no other origin can."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.app import create_app
+from server.config import ConfigError, Settings
+from tests.support import JWT_SECRET, add_user
+
+APP_ORIGIN = "https://app.example.com"
+
+
+def _settings(database_url: str, origins: str) -> Settings:
+    return Settings.from_env(
+        {
+            "DATABASE_URL": database_url,
+            "PGBELL_JWT_SECRET": JWT_SECRET,
+            "PGBELL_POLL_INTERVAL": "60",
+            "PGBELL_CORS_ORIGINS": origins,
+        }
+    )
+
+
+async def test_without_configuration_no_cors_headers(server, http):
+    headers = {"Origin": APP_ORIGIN, "Access-Control-Request-Method": "POST"}
+    async with http.options(f"{server.base}/auth/login", headers=headers) as r:
+        assert "Access-Control-Allow-Origin" not in r.headers
+    async with http.get(f"{server.base}/healthz", headers={"Origin": APP_ORIGIN}) as r:
+        assert "Access-Control-Allow-Origin" not in r.headers
+
+
+async def test_listed_origin_is_allowed_others_are_not(database_url, aiohttp_server, http):
+    add_user(database_url, "crossing", password="pw")
+    srv = await aiohttp_server(
+        create_app(_settings(database_url, f"{APP_ORIGIN}, http://localhost:3000"))
+    )
+    base = str(srv.make_url("")).rstrip("/")
+
+    preflight = {
+        "Origin": APP_ORIGIN,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
+    async with http.options(f"{base}/auth/login", headers=preflight) as r:
+        assert r.status == 204
+        assert r.headers["Access-Control-Allow-Origin"] == APP_ORIGIN
+        assert "POST" in r.headers["Access-Control-Allow-Methods"]
+        assert "Authorization" in r.headers["Access-Control-Allow-Headers"]
+        assert "Origin" in r.headers["Vary"]
+
+    async with http.post(
+        f"{base}/auth/login",
+        json={"username": "crossing", "password": "pw"},
+        headers={"Origin": APP_ORIGIN},
+    ) as r:
+        assert r.status == 200
+        assert r.headers["Access-Control-Allow-Origin"] == APP_ORIGIN
+        assert "X-Request-Id" in r.headers["Access-Control-Expose-Headers"]
+        token = (await r.json())["token"]
+
+    # errors carry the header too, or the page could not read them
+    async with http.get(f"{base}/notifications", headers={"Origin": APP_ORIGIN}) as r:
+        assert r.status == 401
+        assert r.headers["Access-Control-Allow-Origin"] == APP_ORIGIN
+
+    evil = {"Origin": "https://evil.example.net"}
+    async with http.options(
+        f"{base}/auth/login", headers={**evil, "Access-Control-Request-Method": "POST"}
+    ) as r:
+        assert "Access-Control-Allow-Origin" not in r.headers
+    async with http.get(
+        f"{base}/notifications", headers={**evil, "Authorization": f"Bearer {token}"}
+    ) as r:
+        assert r.status == 200  # CORS is the browser's to enforce...
+        assert "Access-Control-Allow-Origin" not in r.headers  # ...and it will
+
+
+@pytest.mark.parametrize(
+    "bad", ["app.example.com", "https://app.example.com/", "ftp://x.org", "https://"]
+)
+def test_malformed_origins_stop_the_server_naming_the_variable(bad):
+    with pytest.raises(ConfigError, match="PGBELL_CORS_ORIGINS"):
+        _settings("postgresql://localhost/x", bad)
