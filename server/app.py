@@ -99,8 +99,8 @@ def create_app(settings: Settings) -> web.Application:
             metrics.http_metrics_middleware,
             request_id_middleware,
             cors.cors_middleware,
-            throttle.login_throttle_middleware,
             error_middleware,
+            throttle.login_throttle_middleware,
         ],
         client_max_size=settings.max_body_bytes,
     )

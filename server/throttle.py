@@ -19,7 +19,7 @@ from collections import OrderedDict, deque
 from aiohttp import web
 
 from server import keys
-from server.errors import error_response
+from server.errors import ApiError, error_response
 
 LOGIN_PATH = "/auth/login"
 MAX_KEYS = 100_000  # oldest keys are forgotten past this, bounding memory
@@ -66,9 +66,12 @@ class LoginThrottle:
 
 
 async def _username(request: web.Request) -> str | None:
+    # request.read() raises 413 past the size limit: that propagates, to be
+    # answered by the error middleware outside this one.
+    raw = await request.read()
     try:
-        body = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError, web.HTTPException):
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
         return None  # the handler answers the bad body itself
     name = body.get("username") if isinstance(body, dict) else None
     return name.casefold()[:150] if isinstance(name, str) else None
@@ -76,6 +79,7 @@ async def _username(request: web.Request) -> str | None:
 
 @web.middleware
 async def login_throttle_middleware(request: web.Request, handler):
+    """Runs inside the error middleware: failures arrive as ApiError."""
     if request.method != "POST" or request.path != LOGIN_PATH:
         return await handler(request)
     throttle = request.app[keys.LOGIN_THROTTLE]
@@ -91,9 +95,12 @@ async def login_throttle_middleware(request: web.Request, handler):
         )
         response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
         return response
-    response = await handler(request)
-    if response.status == 401:
-        throttle.failed(key)
-    elif response.status == 200:
+    try:
+        response = await handler(request)
+    except ApiError as e:
+        if e.status == 401:
+            throttle.failed(key)
+        raise
+    if response.status == 200:
         throttle.succeeded(key)
     return response
