@@ -80,13 +80,12 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         await ws.close(code=AUTH_CLOSE, message=e.code.encode())
         return ws
     request[keys.USER_ID] = claims.user_id
+    # A bad since is answered after the snapshot, which is always the first frame.
+    since_error = None
     try:
         since = _since(request)
     except ValueError as e:
-        await ws.send_str(
-            wire.dumps({"type": "error", "error": {"code": "invalid_request", "message": str(e)}})
-        )
-        since = None
+        since, since_error = None, str(e)
 
     hub = app[keys.HUB]
     sub = Subscriber(claims.user_id, ws.send_str, _closer(ws), settings.send_queue_size, hub.stats)
@@ -105,6 +104,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
             n["id"] for n in snapshot.get("missed", [])
         }
         sub.start(frozenset(sent))
+        if since_error is not None:
+            sub.offer(_error(since_error))
         await _read_loop(ws, sub, claims, app)
     finally:
         expiry.cancel()
