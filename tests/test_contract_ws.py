@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from websockets.asyncio.client import connect
 
+from server.app import create_app
 from tests.contract_client import (
     assert_error,
     assert_silent,
@@ -562,3 +563,30 @@ async def test_reconnecting_client_misses_nothing_under_concurrent_writers(
         f"{len(lost)} notifications never reached the client over {sessions} resumes: {lost[:10]}"
     )
     assert sessions > 5, "the client did not reconnect often enough to test anything"
+
+
+async def test_two_servers_deliver_to_every_socket_of_a_user(
+    server, http, database_url, settings, aiohttp_server
+):
+    """Servers share nothing but the database: a write through one reaches
+    the user's sockets on both, and so does a read."""
+    other = await aiohttp_server(create_app(settings))
+    other_ws_base = "ws" + str(other.make_url("")).rstrip("/")[len("http") :]
+    add_user(database_url, "ann")
+    token = await login(http, server.base, "ann")
+    here = await open_socket(server.ws_base, token)
+    there = await open_socket(other_ws_base, token)
+    for ws, where in ((here, "on server A"), (there, "on server B")):
+        await snapshot(ws, where)
+    status, body = await rest(
+        http, "POST", f"{server.base}/deals", token=token, json={"title": "Acme", "amount": 1}
+    )
+    assert status == 201, body
+    notes = [await frame(ws, "notification", w) for ws, w in ((here, "on A"), (there, "on B"))]
+    assert notes[0] == notes[1]
+    note_id = notes[0]["notification"]["id"]
+    await there.send(json.dumps({"type": "read", "ids": [note_id]}))
+    for ws, where in ((here, "on A"), (there, "on B")):
+        got = await frame(ws, "read", f"{where} after a read sent to B")
+        assert got == {"type": "read", "ids": [note_id], "unread_count": 0}
+        await ws.close()
