@@ -209,17 +209,7 @@ def _deal_body(size: int) -> bytes:
 
 @pytest.mark.parametrize(
     "path",
-    [
-        "/deals",
-        pytest.param(
-            "/auth/login",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the login throttle middleware reads the body first, swallows"
-                " the 413 and leaves the handler an empty body (400)",
-            ),
-        ),
-    ],
+    ["/deals", "/auth/login"],
 )
 async def test_body_over_the_limit_is_413_payload_too_large(
     server, http, database_url, settings, path
