@@ -15,8 +15,8 @@ import pytest
 
 from server import keys
 from server.config import Settings
-from tests.contract_client import assert_silent, frame, open_socket, snapshot
-from tests.support import add_user, login, wait_until
+from tests.contract_client import assert_silent, closed, frame, open_socket, snapshot
+from tests.support import add_user, insert_deal, login, wait_until
 
 
 @pytest.fixture
@@ -127,3 +127,24 @@ async def test_slow_consumer_is_closed_1013_without_delaying_the_others(server, 
     await assert_silent(healthy, "the healthy socket, after the stalled one was closed")
     assert slowest < 3
     await healthy.close()
+
+
+async def test_socket_closed_1013_resumes_without_losing_anything(server, http, database_url):
+    """Frames of one wake-up are queued at once: a transaction that notifies
+    one user past the queue closes the socket, and the resume brings it all."""
+    uid = add_user(database_url, "ann")
+    token = await login(http, server.base, "ann")
+    insert_deal(database_url, "Seed", uid)
+    ws = await open_socket(server.ws_base, token)
+    seed = (await snapshot(ws, "before the burst"))["notifications"][0]["id"]
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute(
+            "INSERT INTO deals (title, amount, owner_id)"
+            " SELECT 'Burst ' || i, i, %s FROM generate_series(1, 20) AS i",
+            (uid,),
+        )
+    assert await closed(ws, "after 20 frames for a queue of 8") == (1013, "slow_consumer")
+    ws = await open_socket(server.ws_base, token, since=seed)
+    missed = (await snapshot(ws, f"on resume since={seed}"))["missed"]
+    assert [n["title"] for n in missed] == [f"New deal: Burst {i}" for i in range(1, 21)]
+    await ws.close()
