@@ -252,6 +252,10 @@ def _malformed_tokens(uid: int) -> dict[str, dict[str, str]]:
             "Authorization": "Bearer "
             + jwt.encode({"sub": str(uid), "exp": 2**40}, None, algorithm="none")
         },
+        "hs512": {
+            "Authorization": "Bearer "
+            + jwt.encode({"sub": str(uid), "exp": 2**40}, JWT_SECRET, algorithm="HS512")
+        },
         "no-exp": {
             "Authorization": "Bearer "
             + jwt.encode({"sub": str(uid)}, JWT_SECRET, algorithm="HS256")
