@@ -122,8 +122,8 @@ def _closer(ws: web.WebSocketResponse):
     return close
 
 
-def _error(message: str) -> str:
-    return wire.dumps({"type": "error", "error": {"code": "invalid_request", "message": message}})
+def _error(message: str, code: str = "invalid_request") -> str:
+    return wire.dumps({"type": "error", "error": {"code": code, "message": message}})
 
 
 async def _read_loop(
@@ -166,6 +166,19 @@ async def _answer(data: str, claims: Claims, app: web.Application) -> str | None
             return _error(f"ids: a list of 1..{MAX_READ_IDS} notification ids")
         # The read frame itself comes back through the database trigger, to
         # every socket of this user, like a read from REST or psql.
-        await app[keys.POOL].execute(Q.mark_many_read, claims.user_id, ids)
+        try:
+            await app[keys.POOL].execute(Q.mark_many_read, claims.user_id, ids)
+        except (
+            OSError,
+            TimeoutError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            # a pooled connection cut by the server mid-use can report this
+            asyncpg.InternalClientError,
+        ) as e:
+            # the database is away: say so and keep the socket, rather than
+            # let the handler fail and drop a client that did nothing wrong
+            log.warning("read over the socket failed", extra={"error": repr(e)})
+            return _error("the database is unreachable; try again", code="unavailable")
         return None
     return _error(f"type: unknown frame type {kind[:40]!r}")
