@@ -8,10 +8,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 import jwt
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -145,3 +150,30 @@ async def closed(ws: ClientConnection, where: str, timeout: float = DEFAULT_WAIT
         raise AssertionError(f"{where}: the server did not close within {timeout} s") from None
     assert ws.close_code is not None, f"{where}: connection lost without a close frame"
     return ws.close_code, ws.close_reason
+
+
+def _allow_connections(pg_url: str, name: str, allow: bool) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
+                sql.Identifier(name), sql.Literal(allow)
+            )
+        )
+        if not allow:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+
+
+@asynccontextmanager
+async def database_outage(pg_url: str, database_url: str) -> AsyncIterator[None]:
+    """While inside, the test's database refuses connections and every
+    session it had is cut, as in an outage; afterwards it accepts again."""
+    name = conninfo_to_dict(database_url)["dbname"]
+    await asyncio.to_thread(_allow_connections, pg_url, name, False)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(_allow_connections, pg_url, name, True)

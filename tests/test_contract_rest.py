@@ -3,17 +3,14 @@ raw aiohttp requests, hand-made tokens, psql-style writers."""
 
 from __future__ import annotations
 
-import asyncio
 import warnings
 
 import jwt
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
 from server import keys
-from tests.contract_client import assert_error, mint, rest
+from tests.contract_client import assert_error, database_outage, mint, rest
 from tests.support import JWT_SECRET, add_user, insert_deal, login, wait_until
 
 NOTIFICATION_KEYS = {
@@ -542,25 +539,8 @@ async def test_healthz_is_200_once_database_and_listener_are_connected(server, h
 async def test_healthz_is_503_while_the_database_refuses_and_recovers(
     server, http, database_url, pg_url
 ):
-    name = conninfo_to_dict(database_url)["dbname"]
     await wait_until(lambda: server.pgbell_app[keys.LISTENER].connected, "listener connected")
-
-    def refuse(allow: bool) -> None:
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
-                    sql.Identifier(name), sql.Literal(allow)
-                )
-            )
-            if not allow:
-                conn.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = %s AND pid <> pg_backend_pid()",
-                    (name,),
-                )
-
-    await asyncio.to_thread(refuse, False)
-    try:
+    async with database_outage(pg_url, database_url):
 
         async def unhealthy():
             status, body = await rest(http, "GET", f"{server.base}/healthz")
@@ -568,8 +548,6 @@ async def test_healthz_is_503_while_the_database_refuses_and_recovers(
 
         status, body = await wait_until(unhealthy, "/healthz turning 503", timeout=10)
         assert_error(status, {"error": body["error"]}, 503, "unavailable")
-    finally:
-        await asyncio.to_thread(refuse, True)
 
     async def healthy():
         status, _ = await rest(http, "GET", f"{server.base}/healthz")

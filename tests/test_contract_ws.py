@@ -18,6 +18,7 @@ from tests.contract_client import (
     assert_error,
     assert_silent,
     closed,
+    database_outage,
     frame,
     mint,
     open_socket,
@@ -262,6 +263,25 @@ async def test_ws_read_of_another_users_ids_changes_nothing(server, http, databa
         database_url, "SELECT read_at FROM pgbell.notifications WHERE id = %s", (ann_note,)
     )
     assert rows == [(None,)], "bob's read frame marked ann's notification read"
+    await ws.close()
+
+
+async def test_ws_read_while_the_database_is_away_is_an_error_not_a_drop(
+    server, http, database_url, pg_url
+):
+    uid = add_user(database_url, "ann")
+    insert_deal(database_url, "Acme", uid)
+    (note_id,) = await _ids(database_url, uid)
+    ws = await open_socket(server.ws_base, await login(http, server.base, "ann"))
+    await snapshot(ws, "before the outage")
+    async with database_outage(pg_url, database_url):
+        await ws.send(json.dumps({"type": "read", "ids": [note_id]}))
+        got = await frame(ws, "error", "for a read while the database is away")
+        assert got["error"]["code"] == "unavailable"
+        await assert_silent(ws, "after the failed read")
+    await ws.send(json.dumps({"type": "read", "ids": [note_id]}))
+    got = await frame(ws, "read", "for the same read once the database is back", timeout=15)
+    assert got["ids"] == [note_id]
     await ws.close()
 
 
