@@ -69,4 +69,6 @@ def decode_token(secret: str, token: str) -> Claims:
         roles = tuple(str(r) for r in raw.get("roles", []))
     except (TypeError, ValueError):
         raise TokenError("unauthorized", "the token's claims are malformed") from None
+    if not 0 < user_id < 2**63:  # a bigint id, or the database would refuse it
+        raise TokenError("unauthorized", "the token's subject is not a user id")
     return Claims(user_id, str(raw.get("name", "")), roles, float(raw["exp"]))

@@ -9,9 +9,35 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
 from aiohttp import web
 
 log = logging.getLogger(__name__)
+
+# The database is down, restarting, refusing connections or cut us off.
+DATABASE_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.ConnectionFailureError,
+    # asyncpg's state error on a connection whose backend was just killed
+    asyncpg.InternalClientError,
+)
+
+
+def database_unavailable(e: BaseException) -> bool:
+    if isinstance(e, DATABASE_UNAVAILABLE):
+        return True
+    # 55000, raised at connect time by a database with ALLOW_CONNECTIONS false
+    return isinstance(e, asyncpg.ObjectNotInPrerequisiteStateError) and (
+        "not currently accepting connections" in str(e)
+    )
 
 
 class ApiError(Exception):
@@ -72,6 +98,14 @@ async def error_middleware(request: web.Request, handler):
         if e.status == 405 and "Allow" in e.headers:
             response.headers["Allow"] = e.headers["Allow"]
         return response
-    except Exception:
-        log.exception("unhandled error", extra={"path": request.path})
-        return error_response(500, "internal_error", "the server failed; the error was logged")
+    except Exception as e:
+        if not database_unavailable(e):
+            log.exception("unhandled error", extra={"path": request.path})
+            return error_response(500, "internal_error", "the server failed; the error was logged")
+        # An outage is not the client's fault, nor a crash: 503, try again.
+        log.warning("database unavailable", extra={"path": request.path, "error": repr(e)})
+        response = error_response(
+            503, "unavailable", "the database is unreachable; try again shortly"
+        )
+        response.headers["Retry-After"] = "5"
+        return response

@@ -263,6 +263,8 @@ def _malformed_tokens(uid: int) -> dict[str, dict[str, str]]:
             + jwt.encode({"sub": str(uid)}, JWT_SECRET, algorithm="HS256")
         },
         "sub-not-an-id": {"Authorization": f"Bearer {mint('ann')}"},
+        "sub-beyond-bigint": {"Authorization": f"Bearer {mint('99999999999999999999')}"},
+        "sub-zero": {"Authorization": f"Bearer {mint(0)}"},
     }
 
 
@@ -554,6 +556,28 @@ async def test_healthz_is_503_while_the_database_refuses_and_recovers(
         return status == 200
 
     await wait_until(healthy, "/healthz back to 200 after the database came back", timeout=15)
+
+
+async def test_rest_during_a_database_outage_is_503_unavailable_not_500(
+    server, http, database_url, pg_url
+):
+    _, token = await _user(http, server, database_url)
+    url = f"{server.base}/notifications/unread-count"
+    async with database_outage(pg_url, database_url):
+        status, body = await rest(http, "GET", url, token=token)
+        assert_error(status, body, 503, "unavailable")
+        async with http.post(
+            f"{server.base}/deals",
+            json={"title": "During", "amount": 1},
+            headers={"Authorization": f"Bearer {token}"},
+        ) as r:
+            assert r.status == 503 and r.headers["Retry-After"].isdigit()
+
+    async def recovered():
+        status, _ = await rest(http, "GET", url, token=token)
+        return status == 200
+
+    await wait_until(recovered, "REST answering 200 after the database came back", timeout=15)
 
 
 async def test_every_answer_carries_a_request_id(server, http, database_url):
