@@ -358,7 +358,8 @@ DOCUMENT: dict[str, Any] = {
         "title": "pgbell",
         "version": __version__,
         "description": "Real-time notifications with PostgreSQL as the message bus."
-        ' Every error answer is {"error": {"code", "message"}}.',
+        ' Every error answer is {"error": {"code", "message"}}; any call may answer'
+        " 503 `unavailable` with Retry-After while the database is unreachable.",
         "license": {"name": "MIT", "identifier": "MIT"},
     },
     "servers": [{"url": "/"}],
