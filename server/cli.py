@@ -1,4 +1,4 @@
-"""The `pgbell` command: migrate, serve, user add, rules, run.
+"""The `pgbell` command: migrate, serve, user add, rules, prune, run, psql.
 
 Every command reads DATABASE_URL (a libpq URL); `pgbell run` starts the
 embedded PostgreSQL when it is not set.
@@ -168,6 +168,39 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+PRUNE_SQL = """
+WITH doomed AS (
+    SELECT id FROM pgbell.notifications
+     WHERE created_at < now() - make_interval(days => %(days)s)
+       AND (%(include_unread)s OR read_at IS NOT NULL OR archived_at IS NOT NULL)
+     ORDER BY id
+     LIMIT %(batch)s
+       FOR UPDATE SKIP LOCKED
+)
+DELETE FROM pgbell.notifications n USING doomed WHERE n.id = doomed.id
+"""
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Retention: delete old notifications in short batches, so the job
+    never holds many row locks or a long transaction on a busy table."""
+    if args.older_than < 1:
+        raise SystemExit("pgbell: --older-than must be at least 1 day")
+    if not 1 <= args.batch <= 100_000:
+        raise SystemExit("pgbell: --batch must be between 1 and 100000")
+    params = {"days": args.older_than, "include_unread": args.include_unread, "batch": args.batch}
+    total = 0
+    with psycopg.connect(_database_url(), autocommit=True) as conn:
+        while True:
+            deleted = conn.execute(PRUNE_SQL, params).rowcount
+            total += deleted
+            if deleted < args.batch:
+                break
+    which = "notifications" if args.include_unread else "read or archived notifications"
+    print(f"pgbell: deleted {total} {which} older than {args.older_than} days")
+    return 0
+
+
 def run_psql(psql_args: list[str]) -> int:
     """psql on $DATABASE_URL, or on the embedded database of `make run`."""
     from server import embedded
@@ -203,6 +236,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("action", nargs="?", choices=("list", "disable", "enable"), default="list")
     r.add_argument("name", nargs="?", help="trigger name, as listed")
     r.set_defaults(func=cmd_rules)
+
+    pr = sub.add_parser(
+        "prune",
+        help="delete old read or archived notifications (retention; run it from cron)",
+    )
+    pr.add_argument(
+        "--older-than", type=int, required=True, metavar="DAYS", help="created more than DAYS ago"
+    )
+    pr.add_argument(
+        "--include-unread",
+        action="store_true",
+        help="delete old unread notifications too (their users are not told)",
+    )
+    pr.add_argument("--batch", type=int, default=5000, help="rows per transaction (default 5000)")
+    pr.set_defaults(func=cmd_prune)
 
     run = sub.add_parser("run", help="start everything on the embedded default (make run)")
     run.add_argument(

@@ -174,7 +174,17 @@ async def test_token_in_the_socket_url_never_reaches_the_logs(served, http, data
 
 @pytest.mark.parametrize(
     "command",
-    [["migrate"], ["serve"], ["user", "add"], ["user"], ["rules"], ["run"], ["psql"], []],
+    [
+        ["migrate"],
+        ["serve"],
+        ["user", "add"],
+        ["user"],
+        ["rules"],
+        ["prune"],
+        ["run"],
+        ["psql"],
+        [],
+    ],
     ids=lambda c: " ".join(c) or "pgbell",
 )
 def test_every_command_has_help(command):
