@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from server.metrics import Histogram
+from server.histogram import Histogram
 
 log = logging.getLogger(__name__)
 

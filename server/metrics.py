@@ -10,10 +10,8 @@ If PGBELL_METRICS_TOKEN is set, a scrape must carry it as a bearer token.
 
 from __future__ import annotations
 
-import bisect
 import hmac
 import logging
-import math
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -23,35 +21,11 @@ from aiohttp import web
 
 from server import keys
 from server.errors import ApiError
+from server.histogram import Histogram, format_number
 
 log = logging.getLogger(__name__)
 
-# Seconds; delivery is usually milliseconds, the tail is what matters.
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-class Histogram:
-    """Cumulative buckets, a sum and a count, as Prometheus expects them."""
-
-    def __init__(self, buckets: Iterable[float] = LATENCY_BUCKETS) -> None:
-        self.bounds = tuple(sorted(buckets))
-        self._counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        value = max(value, 0.0)
-        self._counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.sum += value
-        self.count += 1
-
-    def cumulative(self) -> list[tuple[str, int]]:
-        out, running = [], 0
-        for bound, n in zip((*self.bounds, math.inf), self._counts, strict=True):
-            running += n
-            out.append(("+Inf" if bound == math.inf else _num(bound), running))
-        return out
 
 
 class HttpStats:
@@ -82,10 +56,6 @@ async def http_metrics_middleware(request: web.Request, handler):
             stats.duration.observe(time.perf_counter() - started)
 
 
-def _num(value: float) -> str:
-    return repr(float(value)) if value != int(value) else str(int(value))
-
-
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
@@ -100,7 +70,7 @@ class _Writer:
         self.lines.append(f"# HELP {name} {help_}")
         self.lines.append(f"# TYPE {name} {kind}")
         for labels, value in samples:
-            self.lines.append(f"{name}{_labels(labels)} {_num(value)}")
+            self.lines.append(f"{name}{_labels(labels)} {format_number(value)}")
 
     def single(self, name: str, kind: str, help_: str, value: float) -> None:
         self.metric(name, kind, help_, [({}, value)])
@@ -110,7 +80,7 @@ class _Writer:
         self.lines.append(f"# TYPE {name} histogram")
         for bound, n in hist.cumulative():
             self.lines.append(f'{name}_bucket{{le="{bound}"}} {n}')
-        self.lines.append(f"{name}_sum {_num(hist.sum)}")
+        self.lines.append(f"{name}_sum {format_number(hist.sum)}")
         self.lines.append(f"{name}_count {hist.count}")
 
     def text(self) -> str:

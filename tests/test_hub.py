@@ -1,0 +1,99 @@
+"""Unit tier: the hub and the histogram, with fake sockets and no database.
+The same behaviour is checked end to end against a real server in
+test_contract_slow_consumer.py and test_delivery.py."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from server.histogram import Histogram
+from server.hub import SLOW_CONSUMER_CLOSE, Hub, HubStats, Subscriber
+from tests.support import wait_until
+
+
+class FakeSocket:
+    def __init__(self, stuck: bool = False) -> None:
+        self.sent: list[str] = []
+        self.closed: tuple[int, str] | None = None
+        self._stuck = asyncio.Event() if stuck else None
+
+    async def send(self, frame: str) -> None:
+        if self._stuck is not None:
+            await self._stuck.wait()  # a client that never reads
+        self.sent.append(frame)
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+
+def subscribe(hub: Hub, user_id: int, queue: int = 16, stuck: bool = False):
+    sock = FakeSocket(stuck)
+    sub = Subscriber(user_id, sock.send, sock.close, queue, hub.stats)
+    hub.add(sub)
+    sub.start()
+    return sub, sock
+
+
+async def test_frames_go_to_every_socket_of_the_user_and_no_other():
+    hub = Hub()
+    subs = [subscribe(hub, 1), subscribe(hub, 1), subscribe(hub, 2)]
+    assert hub.publish(1, "for one") == 2
+    assert hub.publish(3, "for nobody") == 0
+    await wait_until(lambda: all(s.sent for _, s in subs[:2]), "both tabs of user 1 got it")
+    assert subs[2][1].sent == []
+    assert hub.socket_count() == 3 and sorted(hub.user_ids()) == [1, 2]
+    for sub, _ in subs:
+        await sub.stop()
+
+
+async def test_frames_already_in_the_snapshot_are_skipped():
+    hub = Hub()
+    sock = FakeSocket()
+    sub = Subscriber(7, sock.send, sock.close, 16, hub.stats)
+    hub.add(sub)
+    # queued between registration and the snapshot, as in ws.py
+    hub.publish(7, "note 10", frozenset({10}))
+    hub.publish(7, "note 11", frozenset({11}))
+    sub.start(already_sent=frozenset({10}))
+    await wait_until(lambda: sock.sent, "the frame the snapshot did not carry")
+    hub.publish(7, "pong")
+    await wait_until(lambda: len(sock.sent) == 2, "the frame after it")
+    assert sock.sent == ["note 11", "pong"]
+    await sub.stop()
+
+
+async def test_a_socket_that_never_reads_is_closed_and_others_keep_going():
+    hub = Hub()
+    slow, slow_sock = subscribe(hub, 1, queue=2, stuck=True)
+    fast, fast_sock = subscribe(hub, 1, queue=2)
+    for i in range(5):
+        hub.publish(1, f"frame {i}")
+        await wait_until(lambda i=i: len(fast_sock.sent) == i + 1, f"frame {i} on the fast socket")
+    await wait_until(lambda: slow_sock.closed is not None, "the slow socket closed")
+    assert slow_sock.closed == (SLOW_CONSUMER_CLOSE, "slow_consumer")
+    assert hub.stats.slow_consumers_closed == 1
+    assert fast_sock.closed is None
+    for sub in (slow, fast):
+        await sub.stop()
+
+
+async def test_deliveries_and_latency_count_notification_frames_only():
+    hub = Hub()
+    sub, sock = subscribe(hub, 1)
+    hub.publish(1, "read frame")
+    hub.publish(1, "notification frame", frozenset({5}), created_at=time.time() - 0.2)
+    await wait_until(lambda: len(sock.sent) == 2, "both frames")
+    assert hub.stats.frames_sent == 2
+    assert hub.stats.notifications_delivered == 1
+    assert hub.stats.latency.count == 1 and 0.2 <= hub.stats.latency.sum < 5
+    await sub.stop()
+
+
+def test_histogram_buckets_are_cumulative():
+    h = Histogram([0.1, 1.0])
+    for v in (0.05, 0.1, 0.5, 3.0):
+        h.observe(v)
+    assert h.cumulative() == [("0.1", 2), ("1", 3), ("+Inf", 4)]
+    assert h.count == 4 and abs(h.sum - 3.65) < 1e-9
+    assert isinstance(HubStats().latency, Histogram)
