@@ -5,10 +5,16 @@ allowed to call the API from a browser (exact `scheme://host[:port]`
 matches, comma-separated, or `*` for any). Tokens travel in the Authorization header, never
 in cookies, so no credentials mode is needed. /ws is not subject to CORS:
 a browser page on any origin can open it, and it is the token, not an
-ambient cookie, that authenticates it.
+ambient cookie, that authenticates it. Still, once origins are listed,
+/ws also refuses a browser handshake from any other origin (403): a page
+that should not talk to pgbell gets no socket, token or not. Pages served
+by pgbell itself (same host) and clients that send no Origin (servers,
+scripts) are always let through.
 """
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -26,6 +32,14 @@ def _add_vary(response: web.StreamResponse, value: str) -> None:
         response.headers["Vary"] = value
     elif value.lower() not in {v.strip().lower() for v in vary.split(",")}:
         response.headers["Vary"] = f"{vary}, {value}"
+
+
+def websocket_origin_allowed(request: web.Request) -> bool:
+    allowed = request.app[keys.SETTINGS].cors_origins
+    origin = request.headers.get("Origin")
+    if not allowed or origin is None or "*" in allowed or origin in allowed:
+        return True
+    return urlsplit(origin).netloc == request.host
 
 
 @web.middleware

@@ -63,6 +63,7 @@ def not_found(what: str = "resource") -> ApiError:
 _HTTP_CODES = {
     400: "invalid_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",

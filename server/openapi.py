@@ -347,7 +347,14 @@ PATHS: dict[str, Any] = {
                 _query("token", {"type": "string"}, "The JWT (browsers)."),
                 _query("since", {"type": "integer", "minimum": 0}, "Last notification id seen."),
             ],
-            "responses": {"101": {"description": "Switching to the WebSocket protocol."}},
+            "responses": {
+                "101": {"description": "Switching to the WebSocket protocol."},
+                "403": _json(
+                    "Error",
+                    "PGBELL_CORS_ORIGINS is set and the browser's Origin is neither listed"
+                    " nor this server's own (`forbidden`).",
+                ),
+            },
         }
     },
 }

@@ -16,8 +16,9 @@ import time
 import asyncpg
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from server import keys, validate, wire
+from server import cors, keys, validate, wire
 from server.auth import Claims, TokenError, decode_token
+from server.errors import ApiError
 from server.hub import Subscriber
 from server.sql import Q
 
@@ -70,6 +71,9 @@ async def _snapshot(pool: asyncpg.Pool, user_id: int, since: int | None, size: i
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     app = request.app
     settings = app[keys.SETTINGS]
+    if not cors.websocket_origin_allowed(request):
+        # before the handshake: a refused origin is not an auth failure (4401)
+        raise ApiError(403, "forbidden", "this origin may not open pgbell's WebSocket")
     ws = web.WebSocketResponse(
         heartbeat=settings.ws_heartbeat, max_msg_size=settings.ws_max_frame_bytes
     )

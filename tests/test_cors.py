@@ -3,11 +3,12 @@ can log in and call the API from a browser, and no other origin can."""
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 
 from server.app import create_app
 from server.config import ConfigError, Settings
-from tests.support import JWT_SECRET, add_user
+from tests.support import JWT_SECRET, add_user, login, next_frame
 
 APP_ORIGIN = "https://app.example.com"
 
@@ -75,6 +76,34 @@ async def test_listed_origin_is_allowed_others_are_not(database_url, aiohttp_ser
     ) as r:
         assert r.status == 200  # CORS is the browser's to enforce...
         assert "Access-Control-Allow-Origin" not in r.headers  # ...and it will
+
+
+async def test_websocket_refuses_unlisted_browser_origins_once_origins_are_listed(
+    database_url, aiohttp_server, http
+):
+    add_user(database_url, "socketeer", password="pw")
+    srv = await aiohttp_server(create_app(_settings(database_url, APP_ORIGIN)))
+    base = str(srv.make_url("")).rstrip("/")
+    ws_url = "ws" + base[len("http") :] + "/ws?token=" + await login(http, base, "socketeer")
+
+    for origin in (APP_ORIGIN, base, None):  # listed, pgbell's own page, a script
+        headers = {"Origin": origin} if origin else {}
+        async with http.ws_connect(ws_url, headers=headers) as ws:
+            frame = await next_frame(ws, "snapshot", where=f"with Origin {origin}")
+            assert frame["unread_count"] == 0
+
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await http.ws_connect(ws_url, headers={"Origin": "https://evil.example.net"})
+    assert refused.value.status == 403
+
+
+async def test_websocket_accepts_any_origin_when_none_are_listed(server, http, database_url):
+    add_user(database_url, "anywhere", password="pw")
+    token = await login(http, server.base, "anywhere")
+    async with http.ws_connect(
+        f"{server.ws_base}/ws?token={token}", headers={"Origin": "https://elsewhere.example"}
+    ) as ws:
+        await next_frame(ws, "snapshot", where="from an unlisted origin with no list set")
 
 
 @pytest.mark.parametrize(
