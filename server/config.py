@@ -57,6 +57,15 @@ def _origins(raw: str) -> tuple[str, ...]:
     return origins
 
 
+def _proxies(raw: str) -> tuple:
+    from server.proxies import parse_networks
+
+    try:
+        return parse_networks(p.strip() for p in raw.split(",") if p.strip())
+    except ValueError as e:
+        raise ConfigError(f"PGBELL_TRUSTED_PROXIES: {e}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -78,6 +87,7 @@ class Settings:
     login_max_failures: int = 10
     login_window: float = 300.0
     cors_origins: tuple[str, ...] = ()
+    trusted_proxies: tuple = ()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -117,6 +127,7 @@ class Settings:
             login_max_failures=_int(env, "PGBELL_LOGIN_MAX_FAILURES", 10, 1, 1_000_000),
             login_window=_float(env, "PGBELL_LOGIN_WINDOW", 300.0, 1.0, 86400.0),
             cors_origins=_origins(env.get("PGBELL_CORS_ORIGINS", "")),
+            trusted_proxies=_proxies(env.get("PGBELL_TRUSTED_PROXIES", "")),
         )
         if values["log_format"] not in ("json", "text"):
             raise ConfigError("PGBELL_LOG_FORMAT must be json or text")

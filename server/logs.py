@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from server import keys
+from server.proxies import client_address
 
 _TOKEN_IN_QUERY = re.compile(r"(?i)(token=)[^&\s]*")
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -64,6 +65,6 @@ class AccessLogger(AbstractAccessLogger):
                 "path": redact(request.path_qs),
                 "status": response.status,
                 "duration_ms": round(time * 1000, 2),
-                "remote": request.remote,
+                "remote": client_address(request),
             },
         )

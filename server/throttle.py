@@ -4,9 +4,10 @@ address answer 429 `rate_limited` until the window has passed.
 Per process and in memory: every server of a deployment counts on its
 own, which bounds guessing to failures x servers per window. Only failures
 count, and a successful login clears the slate, so a user who mistypes
-once is never held up. The key is (address, username): one attacker
-cannot lock a user out from everywhere, and users behind one proxy address
-do not share a budget.
+once is never held up. The key is (client address, username): one attacker
+cannot lock a user out from everywhere, and one user's attacker does not
+spend another user's budget. Behind a reverse proxy the address is the
+client's only if the proxy is in PGBELL_TRUSTED_PROXIES (server/proxies.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from aiohttp import web
 
 from server import keys
 from server.errors import ApiError, error_response
+from server.proxies import client_address
 
 LOGIN_PATH = "/auth/login"
 MAX_KEYS = 100_000  # oldest keys are forgotten past this, bounding memory
@@ -86,7 +88,7 @@ async def login_throttle_middleware(request: web.Request, handler):
     username = await _username(request)
     if username is None:
         return await handler(request)
-    key = (request.remote or "", username)
+    key = (client_address(request), username)
     wait = throttle.retry_after(key)
     if wait is not None:
         throttle.rejected += 1

@@ -3,8 +3,10 @@ limit; the window, success and other usernames are honoured."""
 
 from __future__ import annotations
 
+import pytest
+
 from server.app import create_app
-from server.config import Settings
+from server.config import ConfigError, Settings
 from server.throttle import LoginThrottle
 from tests.support import JWT_SECRET, add_user
 
@@ -76,3 +78,57 @@ async def test_too_many_wrong_passwords_answer_429_with_retry_after(
     async with http.post(url, data=b"{not json") as r:
         assert r.status == 400
         assert (await r.json())["error"]["code"] == "invalid_request"
+
+
+async def _throttled_server(database_url, aiohttp_server, **env):
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": database_url,
+            "PGBELL_JWT_SECRET": JWT_SECRET,
+            "PGBELL_POLL_INTERVAL": "60",
+            "PGBELL_LOGIN_MAX_FAILURES": "2",
+            **env,
+        }
+    )
+    return str((await aiohttp_server(create_app(settings))).make_url("/auth/login"))
+
+
+async def _status(http, url: str, forwarded_for: str) -> int:
+    async with http.post(
+        url,
+        json={"username": "behind", "password": "wrong"},
+        headers={"X-Forwarded-For": forwarded_for},
+    ) as r:
+        return r.status
+
+
+async def test_behind_a_trusted_proxy_each_client_has_its_own_budget(
+    database_url, aiohttp_server, http
+):
+    add_user(database_url, "behind", password="right")
+    url = await _throttled_server(
+        database_url, aiohttp_server, PGBELL_TRUSTED_PROXIES="127.0.0.1, 10.0.0.0/8"
+    )
+    # the client, then two proxies pgbell trusts (the loopback peer is a third)
+    chain = "203.0.113.5, 10.1.2.3"
+    assert [await _status(http, url, chain) for _ in range(3)] == [401, 401, 429]
+    assert await _status(http, url, "203.0.113.6, 10.1.2.3") == 401, "another client"
+    # a client cannot escape by prepending addresses: the rightmost untrusted one counts
+    assert await _status(http, url, "198.51.100.1, 203.0.113.5, 10.1.2.3") == 429
+
+
+async def test_forwarded_for_from_an_untrusted_peer_is_ignored(database_url, aiohttp_server, http):
+    add_user(database_url, "behind", password="right")
+    url = await _throttled_server(database_url, aiohttp_server)
+    statuses = [await _status(http, url, f"203.0.113.{i}") for i in range(3)]
+    assert statuses == [401, 401, 429], "a forged X-Forwarded-For must not reset the budget"
+
+
+def test_malformed_trusted_proxies_stop_the_server_naming_the_variable():
+    with pytest.raises(ConfigError, match="PGBELL_TRUSTED_PROXIES: not an IP address"):
+        Settings.from_env(
+            {
+                "DATABASE_URL": "postgresql://localhost/x",
+                "PGBELL_TRUSTED_PROXIES": "10.0.0.0/8, proxy.internal",
+            }
+        )
