@@ -16,7 +16,7 @@ from psycopg import sql
 from server import migrate
 from server.app import create_app
 from server.config import Settings
-from tests.support import JWT_SECRET, unique_name, with_database
+from tests.support import server_env, unique_name, with_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,25 +82,30 @@ def database_url(pg_url: str, template_database: str) -> Iterator[str]:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    # A long safety-poll interval: deliveries in tests must come from NOTIFY.
-    return Settings.from_env(
-        {
-            "DATABASE_URL": database_url,
-            "PGBELL_JWT_SECRET": JWT_SECRET,
-            "PGBELL_POLL_INTERVAL": "60",
-        }
-    )
+    return Settings.from_env(server_env(database_url))
 
 
 @pytest.fixture
-async def server(settings: Settings, aiohttp_server):
+def start_server(database_url: str, settings: Settings, aiohttp_server):
+    """Starts another real pgbell server on a real port. With no arguments it
+    runs on `settings`; `env` (PGBELL_* variables, parsed as in production)
+    replaces them. `.base`/`.ws_base` are its URLs, `.pgbell_app` its app."""
+
+    async def start(**env: str):
+        app = create_app(Settings.from_env(server_env(database_url, **env)) if env else settings)
+        srv = await aiohttp_server(app)
+        srv.base = str(srv.make_url("")).rstrip("/")
+        srv.ws_base = "ws" + srv.base[len("http") :]
+        srv.pgbell_app = app
+        return srv
+
+    return start
+
+
+@pytest.fixture
+async def server(start_server):
     """A real pgbell server on a real port; `.base` is its http:// URL."""
-    app = create_app(settings)
-    srv = await aiohttp_server(app)
-    srv.base = str(srv.make_url("")).rstrip("/")
-    srv.ws_base = "ws" + srv.base[len("http") :]
-    srv.pgbell_app = app
-    return srv
+    return await start_server()
 
 
 @pytest.fixture

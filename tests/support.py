@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 import uuid
 from functools import cache
@@ -17,6 +18,24 @@ from server.auth import hash_password
 
 JWT_SECRET = "test-secret-" + "x" * 32
 DEFAULT_WAIT = 5.0
+
+
+def server_env(database_url: str, **env: str) -> dict[str, str]:
+    """The environment of a test server; `env` adds PGBELL_* variables."""
+    # A long safety-poll interval: deliveries in tests must come from NOTIFY.
+    return {
+        "DATABASE_URL": database_url,
+        "PGBELL_JWT_SECRET": JWT_SECRET,
+        "PGBELL_POLL_INTERVAL": "60",
+        **env,
+    }
+
+
+def free_port() -> int:
+    """A loopback port free right now, for a server started in a subprocess."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def with_database(url: str, name: str) -> str:

@@ -13,7 +13,6 @@ import psycopg
 import pytest
 from websockets.asyncio.client import connect
 
-from server.app import create_app
 from tests.contract_client import (
     assert_error,
     assert_silent,
@@ -586,12 +585,11 @@ async def test_reconnecting_client_misses_nothing_under_concurrent_writers(
 
 
 async def test_two_servers_deliver_to_every_socket_of_a_user(
-    server, http, database_url, settings, aiohttp_server
+    server, http, database_url, start_server
 ):
     """Servers share nothing but the database: a write through one reaches
     the user's sockets on both, and so does a read."""
-    other = await aiohttp_server(create_app(settings))
-    other_ws_base = "ws" + str(other.make_url("")).rstrip("/")[len("http") :]
+    other_ws_base = (await start_server()).ws_base
     add_user(database_url, "ann")
     token = await login(http, server.base, "ann")
     here = await open_socket(server.ws_base, token)

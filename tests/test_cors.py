@@ -6,22 +6,10 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from server.app import create_app
 from server.config import ConfigError, Settings
-from tests.support import JWT_SECRET, add_user, login, next_frame
+from tests.support import add_user, login, next_frame, server_env
 
 APP_ORIGIN = "https://app.example.com"
-
-
-def _settings(database_url: str, origins: str) -> Settings:
-    return Settings.from_env(
-        {
-            "DATABASE_URL": database_url,
-            "PGBELL_JWT_SECRET": JWT_SECRET,
-            "PGBELL_POLL_INTERVAL": "60",
-            "PGBELL_CORS_ORIGINS": origins,
-        }
-    )
 
 
 async def test_without_configuration_no_cors_headers(server, http):
@@ -32,12 +20,9 @@ async def test_without_configuration_no_cors_headers(server, http):
         assert "Access-Control-Allow-Origin" not in r.headers
 
 
-async def test_listed_origin_is_allowed_others_are_not(database_url, aiohttp_server, http):
+async def test_listed_origin_is_allowed_others_are_not(database_url, start_server, http):
     add_user(database_url, "crossing", password="pw")
-    srv = await aiohttp_server(
-        create_app(_settings(database_url, f"{APP_ORIGIN}, http://localhost:3000"))
-    )
-    base = str(srv.make_url("")).rstrip("/")
+    base = (await start_server(PGBELL_CORS_ORIGINS=f"{APP_ORIGIN}, http://localhost:3000")).base
 
     preflight = {
         "Origin": APP_ORIGIN,
@@ -79,11 +64,10 @@ async def test_listed_origin_is_allowed_others_are_not(database_url, aiohttp_ser
 
 
 async def test_websocket_refuses_unlisted_browser_origins_once_origins_are_listed(
-    database_url, aiohttp_server, http
+    database_url, start_server, http
 ):
     add_user(database_url, "socketeer", password="pw")
-    srv = await aiohttp_server(create_app(_settings(database_url, APP_ORIGIN)))
-    base = str(srv.make_url("")).rstrip("/")
+    base = (await start_server(PGBELL_CORS_ORIGINS=APP_ORIGIN)).base
     ws_url = "ws" + base[len("http") :] + "/ws?token=" + await login(http, base, "socketeer")
 
     for origin in (APP_ORIGIN, base, None):  # listed, pgbell's own page, a script
@@ -111,4 +95,4 @@ async def test_websocket_accepts_any_origin_when_none_are_listed(server, http, d
 )
 def test_malformed_origins_stop_the_server_naming_the_variable(bad):
     with pytest.raises(ConfigError, match="PGBELL_CORS_ORIGINS"):
-        _settings("postgresql://localhost/x", bad)
+        Settings.from_env(server_env("postgresql://localhost/x", PGBELL_CORS_ORIGINS=bad))

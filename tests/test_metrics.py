@@ -11,9 +11,7 @@ import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
 from server import keys
-from server.app import create_app
-from server.config import Settings
-from tests.support import JWT_SECRET, add_user, insert_deal, login, next_frame, wait_until
+from tests.support import add_user, insert_deal, login, next_frame, wait_until
 
 
 async def scrape(http: aiohttp.ClientSession, base: str, **headers: str) -> dict:
@@ -126,21 +124,12 @@ async def test_listener_reconnects_and_catches_up_what_it_missed(server, http, d
     assert frame["notification"]["title"] == "New deal: After"
 
 
-async def test_metrics_token_guards_the_scrape(database_url, aiohttp_server, http):
-    settings = Settings.from_env(
-        {
-            "DATABASE_URL": database_url,
-            "PGBELL_JWT_SECRET": JWT_SECRET,
-            "PGBELL_POLL_INTERVAL": "60",
-            "PGBELL_METRICS_TOKEN": "scrape-secret",
-        }
-    )
-    srv = await aiohttp_server(create_app(settings))
-    url = str(srv.make_url("/metrics"))
+async def test_metrics_token_guards_the_scrape(start_server, http):
+    srv = await start_server(PGBELL_METRICS_TOKEN="scrape-secret")
+    url = f"{srv.base}/metrics"
     for headers in ({}, {"Authorization": "Bearer wrong"}):
         async with http.get(url, headers=headers) as r:
             assert r.status == 401
             assert (await r.json())["error"]["code"] == "unauthorized"
-    base = str(srv.make_url("")).rstrip("/")
-    samples = await scrape(http, base, Authorization="Bearer scrape-secret")
+    samples = await scrape(http, srv.base, Authorization="Bearer scrape-secret")
     assert value(samples, "pgbell_listener_connected") in (0, 1)

@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -20,16 +19,10 @@ import psycopg
 import pytest
 
 from tests.contract_client import closed, open_socket, rest, snapshot
-from tests.support import JWT_SECRET, add_user, login, wait_until
+from tests.support import JWT_SECRET, add_user, free_port, login, wait_until
 
 PGBELL = Path(sys.executable).with_name("pgbell")
 STOP_WAIT = 15.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -58,7 +51,7 @@ class Served:
 @pytest.fixture
 async def served(database_url: str, tmp_path: Path) -> AsyncIterator[Served]:
     """`pgbell serve` in its own process, answering /healthz 200."""
-    port = _free_port()
+    port = free_port()
     stderr = tmp_path / "stderr.log"
     env = {
         **os.environ,

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from server.app import create_app
 from server.config import ConfigError, Settings
 from server.throttle import LoginThrottle
-from tests.support import JWT_SECRET, add_user
+from tests.support import add_user
 
 
 class Clock:
@@ -44,21 +43,12 @@ def test_success_clears_the_failures():
 
 
 async def test_too_many_wrong_passwords_answer_429_with_retry_after(
-    database_url, aiohttp_server, http
+    database_url, start_server, http
 ):
     add_user(database_url, "guessed", password="right")
     add_user(database_url, "neighbour", password="right")
-    settings = Settings.from_env(
-        {
-            "DATABASE_URL": database_url,
-            "PGBELL_JWT_SECRET": JWT_SECRET,
-            "PGBELL_POLL_INTERVAL": "60",
-            "PGBELL_LOGIN_MAX_FAILURES": "3",
-            "PGBELL_LOGIN_WINDOW": "120",
-        }
-    )
-    srv = await aiohttp_server(create_app(settings))
-    url = str(srv.make_url("/auth/login"))
+    srv = await start_server(PGBELL_LOGIN_MAX_FAILURES="3", PGBELL_LOGIN_WINDOW="120")
+    url = f"{srv.base}/auth/login"
 
     async def attempt(username: str, password: str):
         async with http.post(url, json={"username": username, "password": password}) as r:
@@ -80,17 +70,9 @@ async def test_too_many_wrong_passwords_answer_429_with_retry_after(
         assert (await r.json())["error"]["code"] == "invalid_request"
 
 
-async def _throttled_server(database_url, aiohttp_server, **env):
-    settings = Settings.from_env(
-        {
-            "DATABASE_URL": database_url,
-            "PGBELL_JWT_SECRET": JWT_SECRET,
-            "PGBELL_POLL_INTERVAL": "60",
-            "PGBELL_LOGIN_MAX_FAILURES": "2",
-            **env,
-        }
-    )
-    return str((await aiohttp_server(create_app(settings))).make_url("/auth/login"))
+async def _throttled_server(start_server, **env):
+    srv = await start_server(PGBELL_LOGIN_MAX_FAILURES="2", **env)
+    return f"{srv.base}/auth/login"
 
 
 async def _status(http, url: str, forwarded_for: str) -> int:
@@ -103,12 +85,10 @@ async def _status(http, url: str, forwarded_for: str) -> int:
 
 
 async def test_behind_a_trusted_proxy_each_client_has_its_own_budget(
-    database_url, aiohttp_server, http
+    database_url, start_server, http
 ):
     add_user(database_url, "behind", password="right")
-    url = await _throttled_server(
-        database_url, aiohttp_server, PGBELL_TRUSTED_PROXIES="127.0.0.1, 10.0.0.0/8"
-    )
+    url = await _throttled_server(start_server, PGBELL_TRUSTED_PROXIES="127.0.0.1, 10.0.0.0/8")
     # the client, then two proxies pgbell trusts (the loopback peer is a third)
     chain = "203.0.113.5, 10.1.2.3"
     assert [await _status(http, url, chain) for _ in range(3)] == [401, 401, 429]
@@ -117,9 +97,9 @@ async def test_behind_a_trusted_proxy_each_client_has_its_own_budget(
     assert await _status(http, url, "198.51.100.1, 203.0.113.5, 10.1.2.3") == 429
 
 
-async def test_forwarded_for_from_an_untrusted_peer_is_ignored(database_url, aiohttp_server, http):
+async def test_forwarded_for_from_an_untrusted_peer_is_ignored(database_url, start_server, http):
     add_user(database_url, "behind", password="right")
-    url = await _throttled_server(database_url, aiohttp_server)
+    url = await _throttled_server(start_server)
     statuses = [await _status(http, url, f"203.0.113.{i}") for i in range(3)]
     assert statuses == [401, 401, 429], "a forged X-Forwarded-For must not reset the budget"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -69,12 +68,6 @@ def read_at(db_url: str, note_id: int):
         return conn.execute(
             "SELECT read_at FROM pgbell.notifications WHERE id = %s", (note_id,)
         ).fetchone()[0]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -7,7 +7,6 @@ listener, hub, WebSocket (or REST), client state, DOM.
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import time
 from urllib.parse import parse_qs, urlsplit
@@ -16,20 +15,17 @@ import psycopg
 import pytest
 from playwright.async_api import expect
 
-from server.app import create_app
-from server.config import Settings
 from tests.browser.pages import (
     ServerProcess,
     expect_state,
     expect_unread,
-    free_port,
     item,
     live_user,
     log_in,
     notification_ids,
     read_at,
 )
-from tests.support import JWT_SECRET, add_user, insert_deal, wait_until
+from tests.support import add_user, free_port, insert_deal, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -212,18 +208,8 @@ async def test_blocked_websocket_falls_back_to_polling(server, database_url, con
 
 
 @pytest.fixture
-async def short_token_server(database_url, aiohttp_server):
-    settings = Settings.from_env(
-        {
-            "DATABASE_URL": database_url,
-            "PGBELL_JWT_SECRET": JWT_SECRET,
-            "PGBELL_JWT_TTL": "3",
-            "PGBELL_POLL_INTERVAL": "60",
-        }
-    )
-    srv = await aiohttp_server(create_app(settings))
-    srv.base = str(srv.make_url("")).rstrip("/")
-    return srv
+async def short_token_server(start_server):
+    return await start_server(PGBELL_JWT_TTL="3")
 
 
 async def test_expired_token_returns_to_login(short_token_server, database_url, context):
@@ -254,11 +240,9 @@ async def test_wrong_password_shows_error(server, database_url, context):
 
 
 @pytest.fixture
-async def tiny_queue_server(settings, aiohttp_server):
+async def tiny_queue_server(start_server):
     """A server that closes any socket with more than 2 frames queued (1013)."""
-    srv = await aiohttp_server(create_app(dataclasses.replace(settings, send_queue_size=2)))
-    srv.base = str(srv.make_url("")).rstrip("/")
-    return srv
+    return await start_server(PGBELL_SEND_QUEUE_SIZE="2")
 
 
 async def test_slow_consumer_close_reconnects_without_losing_any(
