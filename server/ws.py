@@ -18,7 +18,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from server import cors, keys, validate, wire
 from server.auth import Claims, TokenError, decode_token
-from server.errors import ApiError
+from server.errors import DATABASE_UNAVAILABLE, ApiError
 from server.hub import Subscriber
 from server.sql import Q
 
@@ -172,14 +172,7 @@ async def _answer(data: str, claims: Claims, app: web.Application) -> str | None
         # every socket of this user, like a read from REST or psql.
         try:
             await app[keys.POOL].execute(Q.mark_many_read, claims.user_id, ids)
-        except (
-            OSError,
-            TimeoutError,
-            asyncpg.PostgresError,
-            asyncpg.InterfaceError,
-            # a pooled connection cut by the server mid-use can report this
-            asyncpg.InternalClientError,
-        ) as e:
+        except (asyncpg.PostgresError, *DATABASE_UNAVAILABLE) as e:
             # the database is away: say so and keep the socket, rather than
             # let the handler fail and drop a client that did nothing wrong
             log.warning("read over the socket failed", extra={"error": repr(e)})
