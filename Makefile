@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-PYDIRS := $(wildcard server tests bench db)
+PYDIRS := $(wildcard server tests bench db examples)
 STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: run test lint format bench venv clean
@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[embedded,test,bench]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -89,7 +89,7 @@ def _set_triggers(dsn: str, variant: str) -> None:
 @contextlib.asynccontextmanager
 async def _listening(dsn: str, seconds: float) -> AsyncIterator[list[int]]:
     """A LISTEN session draining the wake-ups during a run, as a server would."""
-    from server.listener import CHANNEL
+    from pgbell.bus.listener import CHANNEL
 
     count = [0]
     conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, connect_timeout=5)

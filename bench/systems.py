@@ -100,7 +100,7 @@ def recreate_database(url: str) -> None:
 
 
 def insert_pgbell_users(url: str, users: int, managers: int) -> None:
-    from server.auth import hash_password  # pgbell's own hashing, so its login accepts it
+    from pgbell.passwords import hash_password  # pgbell's own hashing, so its login accepts it
 
     pw_hash = hash_password("pw")
     with psycopg.connect(url, connect_timeout=5) as conn:

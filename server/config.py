@@ -5,12 +5,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import secrets
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(ValueError):
@@ -57,13 +61,18 @@ def _origins(raw: str) -> tuple[str, ...]:
     return origins
 
 
-def _proxies(raw: str) -> tuple:
-    from server.proxies import parse_networks
-
-    try:
-        return parse_networks(p.strip() for p in raw.split(",") if p.strip())
-    except ValueError as e:
-        raise ConfigError(f"PGBELL_TRUSTED_PROXIES: {e}") from None
+def _proxies(raw: str) -> tuple[Network, ...]:
+    networks = []
+    for item in (p.strip() for p in raw.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"PGBELL_TRUSTED_PROXIES: not an IP address or network: {item!r}"
+            ) from None
+    return tuple(networks)
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,7 @@ class Settings:
     login_max_failures: int = 10
     login_window: float = 300.0
     cors_origins: tuple[str, ...] = ()
-    trusted_proxies: tuple = ()
+    trusted_proxies: tuple[Network, ...] = ()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:

@@ -1,15 +1,19 @@
-"""Loads server/queries.sql: each query sits under a `-- name: NAME` header."""
+"""Loads queries.sql: each query sits under a `-- name: NAME` header.
+
+Every statement pgbell runs is there, in PostgreSQL's native `$1`
+placeholders: asyncpg takes them as they are, and psycopg through
+`psycopg.RawCursor` (the commands of pgbell.ops).
+"""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from importlib.resources import files
 
 _HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 
-def load(path: Path) -> dict[str, str]:
-    text = path.read_text(encoding="utf-8")
+def parse(text: str) -> dict[str, str]:
     parts = _HEADER.split(text)
     # parts = [preamble, name1, body1, name2, body2, ...]
     return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
@@ -26,4 +30,4 @@ class _Queries:
             raise AttributeError(f"no query named {name!r} in queries.sql") from None
 
 
-Q = _Queries(load(Path(__file__).with_name("queries.sql")))
+Q = _Queries(parse(files("pgbell").joinpath("queries.sql").read_text(encoding="utf-8")))

@@ -13,9 +13,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from server import migrate
-from server.app import create_app
-from server.config import Settings
+from pgbell.config import Settings
+from pgbell.http.app import create_app
+from pgbell.ops import migrate
 from tests.support import server_env, unique_name, with_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +27,7 @@ def pg_url() -> str:
     url = os.environ.get("DATABASE_URL")
     if url:
         return url
-    from server import embedded
+    from pgbell.ops import embedded
 
     return embedded.start(ROOT / ".data" / "test")
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import psycopg
 
-from server.auth import hash_password
+from pgbell.passwords import hash_password
 
 JWT_SECRET = "test-secret-" + "x" * 32
 DEFAULT_WAIT = 5.0

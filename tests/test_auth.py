@@ -8,7 +8,7 @@ import aiohttp
 import jwt
 import pytest
 
-from server.auth import issue_token
+from pgbell.passwords import issue_token
 from tests.support import JWT_SECRET, add_user, login
 
 

@@ -9,7 +9,7 @@ import time
 import aiohttp
 import psycopg
 
-from server import keys
+from pgbell.http import keys
 from tests.support import add_user, login, next_frame
 
 DEALS = 10_000

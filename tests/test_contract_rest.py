@@ -9,7 +9,7 @@ import jwt
 import psycopg
 import pytest
 
-from server import keys
+from pgbell.http import keys
 from tests.contract_client import assert_error, database_outage, mint, rest
 from tests.support import JWT_SECRET, add_user, insert_deal, login, wait_until
 

@@ -13,8 +13,8 @@ import time
 import psycopg
 import pytest
 
-from server import keys
-from server.config import Settings
+from pgbell.config import Settings
+from pgbell.http import keys
 from tests.contract_client import assert_silent, closed, frame, open_socket, snapshot
 from tests.support import add_user, insert_deal, login, wait_until
 

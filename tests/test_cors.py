@@ -6,7 +6,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from server.config import ConfigError, Settings
+from pgbell.config import ConfigError, Settings
 from tests.support import add_user, login, next_frame, server_env
 
 APP_ORIGIN = "https://app.example.com"

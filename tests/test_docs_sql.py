@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psycopg
 
-from server import embedded
+from pgbell.ops import embedded
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "sql-api.md"
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from server.histogram import Histogram
-from server.hub import SLOW_CONSUMER_CLOSE, Hub, HubStats, Subscriber
+from pgbell.bus.histogram import Histogram
+from pgbell.bus.hub import SLOW_CONSUMER_CLOSE, Hub, HubStats, Subscriber
 from tests.support import wait_until
 
 

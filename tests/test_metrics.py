@@ -10,7 +10,7 @@ import aiohttp
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
-from server import keys
+from pgbell.http import keys
 from tests.support import add_user, insert_deal, login, next_frame, wait_until
 
 

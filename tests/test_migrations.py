@@ -8,7 +8,7 @@ import sys
 
 import psycopg
 
-from server import migrate
+from pgbell.ops import migrate
 
 
 def _tables(url: str) -> set[str]:
@@ -40,7 +40,7 @@ def test_pgbell_migrate_is_safe_to_run_twice(empty_database):
     env = dict(os.environ, DATABASE_URL=empty_database)
     for _ in range(2):
         out = subprocess.run(
-            [sys.executable, "-m", "server", "migrate"],
+            [sys.executable, "-m", "pgbell", "migrate"],
             env=env,
             capture_output=True,
             text=True,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from server.cli import main
+from pgbell.ops.cli import main
 from tests.support import add_user, insert_deal
 
 

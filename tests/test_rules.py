@@ -14,7 +14,7 @@ from tests.support import add_user
 def pgbell(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, DATABASE_URL=url)
     return subprocess.run(
-        [sys.executable, "-m", "server", *args], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "pgbell", *args], env=env, capture_output=True, text=True, timeout=60
     )
 
 

@@ -12,8 +12,8 @@ import subprocess
 
 import psycopg
 
-from server import embedded, migrate
-from server.migrate import DB_DIR, TRIGGERS_DIR
+from pgbell.ops import embedded, migrate
+from pgbell.ops.migrate import DB_DIR, TRIGGERS_DIR
 from tests.conftest import create_database, drop_database
 from tests.support import unique_name
 

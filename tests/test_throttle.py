@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from server.config import ConfigError, Settings
-from server.throttle import LoginThrottle
+from pgbell.config import ConfigError, Settings
+from pgbell.http.throttle import LoginThrottle
 from tests.support import add_user
 
 

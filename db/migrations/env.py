@@ -1,6 +1,6 @@
 """Alembic environment for pgbell: plain SQL migrations run through psycopg.
 
-The database comes from the `sqlalchemy.url` option that server.migrate sets,
+The database comes from the `sqlalchemy.url` option that pgbell.ops.migrate sets,
 or from DATABASE_URL when alembic is run by hand (`alembic upgrade head`).
 """
 
@@ -11,7 +11,7 @@ import os
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from server.migrate import sqlalchemy_url
+from pgbell.ops.migrate import sqlalchemy_url
 
 config = context.config
 

@@ -94,7 +94,7 @@ class ServerProcess:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "server",
+            "pgbell",
             "serve",
             cwd=ROOT,
             env=env,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.migrate import TRIGGERS_DIR, run_sql, run_sql_file
+from pgbell.ops.migrate import TRIGGERS_DIR, run_sql, run_sql_file
 
 revision = "0001"
 down_revision = None

@@ -12,48 +12,18 @@ from __future__ import annotations
 
 import hmac
 import logging
-import time
-from collections import Counter
 from collections.abc import Iterable
 
 import asyncpg
 from aiohttp import web
 
-from server import keys
-from server.errors import ApiError
-from server.histogram import Histogram, format_number
+from pgbell.bus.histogram import Histogram, format_number
+from pgbell.http import keys
+from pgbell.http.errors import ApiError
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-class HttpStats:
-    """Requests by method, route pattern (never the raw path) and status."""
-
-    def __init__(self) -> None:
-        self.requests: Counter[tuple[str, str, int]] = Counter()
-        self.duration = Histogram()
-
-
-@web.middleware
-async def http_metrics_middleware(request: web.Request, handler):
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as e:
-        status = e.status
-        raise
-    finally:
-        info = request.match_info.route.resource
-        route = info.canonical if info is not None else "unmatched"
-        if route != "/ws":  # a socket's lifetime is not a request duration
-            stats = request.app[keys.HTTP_STATS]
-            stats.requests[(request.method, route, status)] += 1
-            stats.duration.observe(time.perf_counter() - started)
 
 
 def _escape(value: str) -> str:

@@ -14,10 +14,10 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from server import keys, validate
-from server.api import authenticate, user_gone
-from server.errors import invalid
-from server.sql import Q
+from pgbell.http import keys, validate
+from pgbell.http.errors import invalid
+from pgbell.http.rest import authenticate, user_gone
+from pgbell.sql import Q
 
 routes = web.RouteTableDef()
 PRIORITIES = ("low", "normal", "high", "urgent")

@@ -1,6 +1,6 @@
 """Schema migrations: alembic, driven through psycopg, with plain SQL files.
 
-`pgbell migrate` calls upgrade(); db/migrations/versions/*.py call run_sql
+`pgbell migrate` calls upgrade(); the migrations (db/migrations/versions/*.py) call run_sql
 and run_sql_file, which hand the SQL to psycopg as it is (multi-statement,
 dollar quoting and % signs included).
 """
@@ -13,8 +13,9 @@ from urllib.parse import urlsplit, urlunsplit
 from alembic import command, op
 from alembic.config import Config
 
-ROOT = Path(__file__).resolve().parent.parent
-DB_DIR = ROOT / "db"
+from pgbell.resources import sql_dir
+
+DB_DIR = sql_dir()
 MIGRATIONS_DIR = DB_DIR / "migrations"
 TRIGGERS_DIR = DB_DIR / "triggers"
 

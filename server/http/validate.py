@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from server.errors import ApiError, invalid
+from pgbell.http.errors import ApiError, invalid
 
 MAX_ID = 2**63 - 1
 

@@ -9,12 +9,13 @@ import asyncpg
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from server.config import Settings
-    from server.feed import Feed
-    from server.hub import Hub
-    from server.listener import Listener
-    from server.metrics import HttpStats
-    from server.throttle import LoginThrottle
+    # None of these imports this module: keys stays a leaf of the import graph.
+    from pgbell.bus.feed import Feed
+    from pgbell.bus.hub import Hub
+    from pgbell.bus.listener import Listener
+    from pgbell.config import Settings
+    from pgbell.http.stats import HttpStats
+    from pgbell.http.throttle import LoginThrottle
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pool")

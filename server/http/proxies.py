@@ -11,24 +11,11 @@ write any header it likes.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
 
 from aiohttp import web
 
-from server import keys
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def parse_networks(items: Iterable[str]) -> tuple[Network, ...]:
-    """Raises ValueError naming the entry that is not an address or network."""
-    networks = []
-    for item in items:
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ValueError(f"not an IP address or network: {item!r}") from None
-    return tuple(networks)
+from pgbell.config import Network
+from pgbell.http import keys
 
 
 def _trusted(address: str, networks: tuple[Network, ...]) -> bool:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from server import wire
-from server.sql import Q
+from pgbell.bus import wire
+from pgbell.sql import Q
 
 log = logging.getLogger(__name__)
 

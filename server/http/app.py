@@ -4,37 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 import weakref
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
 from aiohttp import WSCloseCode, web
 
-from server import api, archive, cors, deals, keys, metrics, openapi, preferences, throttle
-from server.config import Settings
-from server.errors import error_middleware
-from server.feed import Feed
-from server.hub import Hub
-from server.listener import Listener
-from server.sql import Q
-from server.ws import websocket_handler
+from pgbell import resources
+from pgbell.bus.feed import Feed
+from pgbell.bus.hub import Hub
+from pgbell.bus.listener import Listener
+from pgbell.config import Settings
+from pgbell.demo import deals
+from pgbell.http import archive, cors, keys, metrics, middleware, openapi, preferences, rest
+from pgbell.http.errors import error_middleware
+from pgbell.http.stats import HttpStats
+from pgbell.http.throttle import LoginThrottle
+from pgbell.http.ws import websocket_handler
+from pgbell.sql import Q
 
 log = logging.getLogger(__name__)
 
-CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_demo"
 STATE_CHANGES_KEEP_SECONDS = 600
-
-
-@web.middleware
-async def request_id_middleware(request: web.Request, handler):
-    rid = request.headers.get("X-Request-Id", "")
-    request[keys.REQUEST_ID] = rid if 0 < len(rid) <= 64 and rid.isprintable() else uuid.uuid4().hex
-    response = await handler(request)
-    if not response.prepared:
-        response.headers["X-Request-Id"] = request[keys.REQUEST_ID]
-    return response
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -90,31 +81,29 @@ async def _close_sockets(app: web.Application) -> None:
 
 
 async def index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(CLIENT_DIR / "index.html")
+    return web.FileResponse(resources.client_dir() / "index.html")
 
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[
-            metrics.http_metrics_middleware,
-            request_id_middleware,
+            middleware.http_metrics_middleware,
+            middleware.request_id_middleware,
             cors.cors_middleware,
             error_middleware,
-            throttle.login_throttle_middleware,
+            middleware.login_throttle_middleware,
         ],
         client_max_size=settings.max_body_bytes,
     )
     app[keys.SETTINGS] = settings
     app[keys.HUB] = Hub()
     app[keys.SOCKETS] = weakref.WeakSet()
-    app[keys.HTTP_STATS] = metrics.HttpStats()
-    app[keys.LOGIN_THROTTLE] = throttle.LoginThrottle(
-        settings.login_max_failures, settings.login_window
-    )
+    app[keys.HTTP_STATS] = HttpStats()
+    app[keys.LOGIN_THROTTLE] = LoginThrottle(settings.login_max_failures, settings.login_window)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_fanout)
     app.on_shutdown.append(_close_sockets)
-    app.router.add_routes(api.routes)
+    app.router.add_routes(rest.routes)
     app.router.add_routes(deals.routes)
     app.router.add_routes(preferences.routes)
     app.router.add_routes(archive.routes)
@@ -122,6 +111,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", metrics.metrics)
     app.router.add_get("/openapi.json", openapi.serve)
     app.router.add_get("/", index)
-    if CLIENT_DIR.is_dir():
-        app.router.add_static("/static/", CLIENT_DIR)
+    app.router.add_static("/static/", resources.client_dir())
     return app

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from server import __version__
+from pgbell import __version__
 
 PRIORITY = {"type": "string", "enum": ["low", "normal", "high", "urgent"]}
 ID = {"type": "integer", "minimum": 1}

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from server.histogram import Histogram
+from pgbell.bus.histogram import Histogram
 
 log = logging.getLogger(__name__)
 

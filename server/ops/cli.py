@@ -16,9 +16,11 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from server.config import ConfigError, Settings
+from pgbell import __version__
+from pgbell.config import ConfigError, Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+# `make run` keeps its embedded database here, relative to where it is run.
+DATA_DIR = Path(".data")
 DEMO_USERS = [("alice", ["member"]), ("bob", ["member"]), ("carol", ["manager"])]
 DEMO_PASSWORD = "pgbell-demo"
 
@@ -31,7 +33,7 @@ def _database_url() -> str:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from server import migrate
+    from pgbell.ops import migrate
 
     migrate.upgrade(_database_url())
     print("pgbell: database is at the latest migration")
@@ -39,7 +41,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def add_user(url: str, name: str, password: str, roles: list[str]) -> int:
-    from server.auth import hash_password
+    from pgbell.passwords import hash_password
 
     with psycopg.connect(url) as conn:
         row = conn.execute(
@@ -101,8 +103,8 @@ def serve(settings: Settings) -> None:
 
     from aiohttp import web
 
-    from server import logs
-    from server.app import create_app
+    from pgbell.http import logs
+    from pgbell.http.app import create_app
 
     logs.setup(settings.log_level, settings.log_format)
     log = logging.getLogger("pgbell")
@@ -133,7 +135,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """make run: the whole system on the embedded default."""
-    from server import embedded, migrate
+    from pgbell.ops import embedded, migrate
 
     data = Path(args.data_dir)
     env = dict(os.environ)
@@ -203,9 +205,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def run_psql(psql_args: list[str]) -> int:
     """psql on $DATABASE_URL, or on the embedded database of `make run`."""
-    from server import embedded
+    from pgbell.ops import embedded
 
-    url = os.environ.get("DATABASE_URL") or embedded.start(ROOT / ".data")
+    url = os.environ.get("DATABASE_URL") or embedded.start(DATA_DIR)
     psql = embedded.bin_dir() / "psql"
     return subprocess.run([str(psql), "-X", "-d", url, *psql_args], check=False).returncode
 
@@ -214,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pgbell", description="Real-time notifications with PostgreSQL as the bus."
     )
+    p.add_argument("--version", action="version", version=f"pgbell {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     m = sub.add_parser("migrate", help="apply every migration to $DATABASE_URL (safe to run twice)")
@@ -253,9 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_prune)
 
     run = sub.add_parser("run", help="start everything on the embedded default (make run)")
-    run.add_argument(
-        "--data-dir", default=str(ROOT / ".data"), help="embedded data (default .data/)"
-    )
+    run.add_argument("--data-dir", default=str(DATA_DIR), help="embedded data (default ./.data/)")
     run.add_argument("--host")
     run.add_argument("--port", type=int)
     run.set_defaults(func=cmd_run)

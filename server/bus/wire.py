@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 
@@ -25,31 +24,6 @@ def notification(row: Mapping[str, Any]) -> dict[str, Any]:
         "data": json.loads(data) if isinstance(data, str) else data,
         "created_at": rfc3339(row["created_at"]),
         "read_at": rfc3339(row["read_at"]),
-    }
-
-
-def _amount(value: Decimal) -> float:
-    return float(value)
-
-
-def deal(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "title": row["title"],
-        "amount": _amount(row["amount"]),
-        "owner_id": row["owner_id"],
-        "created_by": row["created_by"],
-        "created_at": rfc3339(row["created_at"]),
-    }
-
-
-def payment(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "deal_id": row["deal_id"],
-        "amount": _amount(row["amount"]),
-        "created_by": row["created_by"],
-        "created_at": rfc3339(row["created_at"]),
     }
 
 

@@ -15,8 +15,8 @@ import time
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from server import keys
-from server.proxies import client_address
+from pgbell.http import keys
+from pgbell.http.proxies import client_address
 
 _TOKEN_IN_QUERY = re.compile(r"(?i)(token=)[^&\s]*")
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}

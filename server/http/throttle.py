@@ -7,23 +7,15 @@ count, and a successful login clears the slate, so a user who mistypes
 once is never held up. The key is (client address, username): one attacker
 cannot lock a user out from everywhere, and one user's attacker does not
 spend another user's budget. Behind a reverse proxy the address is the
-client's only if the proxy is in PGBELL_TRUSTED_PROXIES (server/proxies.py).
+client's only if the proxy is in PGBELL_TRUSTED_PROXIES (http/proxies.py).
+The middleware that applies it is in http/middleware.py.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from collections import OrderedDict, deque
 
-from aiohttp import web
-
-from server import keys
-from server.errors import ApiError, error_response
-from server.proxies import client_address
-
-LOGIN_PATH = "/auth/login"
 MAX_KEYS = 100_000  # oldest keys are forgotten past this, bounding memory
 
 
@@ -65,44 +57,3 @@ class LoginThrottle:
 
     def succeeded(self, key: tuple[str, str]) -> None:
         self._failures.pop(key, None)
-
-
-async def _username(request: web.Request) -> str | None:
-    # request.read() raises 413 past the size limit: that propagates, to be
-    # answered by the error middleware outside this one.
-    raw = await request.read()
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None  # the handler answers the bad body itself
-    name = body.get("username") if isinstance(body, dict) else None
-    return name.casefold()[:150] if isinstance(name, str) else None
-
-
-@web.middleware
-async def login_throttle_middleware(request: web.Request, handler):
-    """Runs inside the error middleware: failures arrive as ApiError."""
-    if request.method != "POST" or request.path != LOGIN_PATH:
-        return await handler(request)
-    throttle = request.app[keys.LOGIN_THROTTLE]
-    username = await _username(request)
-    if username is None:
-        return await handler(request)
-    key = (client_address(request), username)
-    wait = throttle.retry_after(key)
-    if wait is not None:
-        throttle.rejected += 1
-        response = error_response(
-            429, "rate_limited", "too many failed logins; try again in a few minutes"
-        )
-        response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
-        return response
-    try:
-        response = await handler(request)
-    except ApiError as e:
-        if e.status == 401:
-            throttle.failed(key)
-        raise
-    if response.status == 200:
-        throttle.succeeded(key)
-    return response

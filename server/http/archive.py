@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server import keys
-from server.api import authenticate, change_one
-from server.sql import Q
+from pgbell.http import keys
+from pgbell.http.rest import authenticate, change_one
+from pgbell.sql import Q
 
 routes = web.RouteTableDef()
 

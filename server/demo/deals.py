@@ -6,21 +6,48 @@ exactly as they do for a psql INSERT.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
-from pathlib import Path
+from typing import Any
 
 import asyncpg
 from aiohttp import web
 
-from server import keys, validate, wire
-from server.api import authenticate, user_gone
-from server.errors import invalid, not_found
-from server.sql import Q
+from pgbell import resources
+from pgbell.bus import wire
+from pgbell.http import keys, validate
+from pgbell.http.errors import invalid, not_found
+from pgbell.http.rest import authenticate, user_gone
+from pgbell.sql import Q
 
 routes = web.RouteTableDef()
 MAX_AMOUNT = 999_999_999_999.99  # numeric(14, 2)
 VARY_PAGE_OR_JSON = {"Vary": "Accept, Authorization"}
-INDEX_HTML = Path(__file__).resolve().parent.parent / "client_demo" / "index.html"
+
+
+def _amount(value: Decimal) -> float:
+    return float(value)
+
+
+def deal_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "title": row["title"],
+        "amount": _amount(row["amount"]),
+        "owner_id": row["owner_id"],
+        "created_by": row["created_by"],
+        "created_at": wire.rfc3339(row["created_at"]),
+    }
+
+
+def payment_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "deal_id": row["deal_id"],
+        "amount": _amount(row["amount"]),
+        "created_by": row["created_by"],
+        "created_at": wire.rfc3339(row["created_at"]),
+    }
 
 
 @routes.post("/deals")
@@ -37,7 +64,7 @@ async def create_deal(request: web.Request) -> web.Response:
     except asyncpg.ForeignKeyViolationError:
         gone = await user_gone(request, claims.user_id)
         raise gone or invalid("owner_id", "no such user") from None
-    return web.json_response({"deal": wire.deal(row)}, status=201)
+    return web.json_response({"deal": deal_json(row)}, status=201)
 
 
 @routes.get(r"/deals/{id}")
@@ -46,7 +73,7 @@ async def get_deal(request: web.Request) -> web.StreamResponse:
     # which routes itself; API clients send a token and get JSON.
     # One URL, two answers: caches must key on what chose between them.
     if "Authorization" not in request.headers and "text/html" in request.headers.get("Accept", ""):
-        page = web.FileResponse(INDEX_HTML)
+        page = web.FileResponse(resources.client_dir() / "index.html")
         page.headers.update(VARY_PAGE_OR_JSON)
         page.headers["Cache-Control"] = "no-cache"
         return page
@@ -54,7 +81,7 @@ async def get_deal(request: web.Request) -> web.StreamResponse:
     row = await request.app[keys.POOL].fetchrow(Q.get_deal, validate.path_id(request))
     if row is None:
         raise not_found("deal")
-    return web.json_response({"deal": wire.deal(row)}, headers=VARY_PAGE_OR_JSON)
+    return web.json_response({"deal": deal_json(row)}, headers=VARY_PAGE_OR_JSON)
 
 
 @routes.post(r"/deals/{id}/payments")
@@ -74,4 +101,4 @@ async def create_payment(request: web.Request) -> web.Response:
         raise await user_gone(request, claims.user_id) or not_found("deal") from None
     if row is None:
         raise not_found("deal")
-    return web.json_response({"payment": wire.payment(row)}, status=201)
+    return web.json_response({"payment": payment_json(row)}, status=201)

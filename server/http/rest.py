@@ -6,10 +6,11 @@ import logging
 
 from aiohttp import web
 
-from server import keys, validate, wire
-from server.auth import Claims, TokenError, decode_token, issue_token, verify_password
-from server.errors import ApiError, not_found
-from server.sql import Q
+from pgbell.bus import wire
+from pgbell.http import keys, validate
+from pgbell.http.errors import ApiError, not_found
+from pgbell.passwords import Claims, TokenError, decode_token, issue_token, verify_password
+from pgbell.sql import Q
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()

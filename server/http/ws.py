@@ -16,11 +16,12 @@ import time
 import asyncpg
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from server import cors, keys, validate, wire
-from server.auth import Claims, TokenError, decode_token
-from server.errors import DATABASE_UNAVAILABLE, ApiError
-from server.hub import Subscriber
-from server.sql import Q
+from pgbell.bus import wire
+from pgbell.bus.hub import Subscriber
+from pgbell.http import cors, keys, validate
+from pgbell.http.errors import DATABASE_UNAVAILABLE, ApiError
+from pgbell.passwords import Claims, TokenError, decode_token
+from pgbell.sql import Q
 
 log = logging.getLogger(__name__)
 

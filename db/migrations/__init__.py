@@ -1,0 +1,1 @@
+"""Alembic's environment and script template for pgbell's migrations."""

@@ -1,0 +1,1 @@
+"""pgbell's migrations, one file each, never edited once released."""
