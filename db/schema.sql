@@ -1,26 +1,32 @@
--- pgbell: the tables, types and indexes at the current migration head.
+-- pgbell: its own schema (tables, types, indexes) at the current migration
+-- head; the demo domain is in db/demo.sql.
 --
 -- This file describes the schema as it is now; db/migrations/ is how a
 -- database gets there. tests/test_schema_drift.py builds one database from
--- this file plus db/triggers/*.sql and one by `alembic upgrade head`, and
--- fails when their pg_dump --schema-only outputs differ. Change both or
--- neither.
+-- this file plus db/triggers/*.sql and one by `pgbell migrate`, and fails
+-- when their pg_dump --schema-only outputs differ. Change both or neither.
 
 CREATE SCHEMA pgbell;
-COMMENT ON SCHEMA pgbell IS 'pgbell: notifications with PostgreSQL as the bus. Public SQL API: pgbell.notify(); tables are private to pgbell except where docs/sql-api.md says otherwise.';
+COMMENT ON SCHEMA pgbell IS 'pgbell: notifications with PostgreSQL as the bus. Public SQL API: pgbell.notify() and pgbell.role_members(); see docs/sql-api.md for what else is public.';
+REVOKE ALL ON SCHEMA pgbell FROM PUBLIC;
 
 CREATE TYPE pgbell.priority AS ENUM ('low', 'normal', 'high', 'urgent');
 COMMENT ON TYPE pgbell.priority IS 'Ordered: low < normal < high < urgent. urgent bypasses every mute.';
 
+-- pgbell's own users: standalone mode and the demo. An application with
+-- its own users needs none: recipients are its ids, as text.
 CREATE TABLE pgbell.users (
     id            bigserial PRIMARY KEY,
     username      text NOT NULL UNIQUE CHECK (length(username) BETWEEN 1 AND 150),
     password_hash text NOT NULL,
     roles         text[] NOT NULL DEFAULT '{}',
+    -- Carried in every token pgbell's login issues; a password change bumps
+    -- it, which refuses every token issued before.
+    token_version integer NOT NULL DEFAULT 1,
     created_at    timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX users_roles_idx ON pgbell.users USING gin (roles);
-COMMENT ON TABLE pgbell.users IS 'People who receive notifications. roles drives role targeting in pgbell.notify(roles => ...).';
+COMMENT ON TABLE pgbell.users IS 'pgbell''s own users (standalone mode and the demo): recipient id::text. roles feed the installed pgbell.role_members().';
 
 CREATE TABLE pgbell.templates (
     kind        text PRIMARY KEY CHECK (kind ~ '^[a-z][a-z0-9_]{0,63}$'),
@@ -36,33 +42,36 @@ COMMENT ON TABLE pgbell.templates IS 'One row per notification kind. {name} and 
 CREATE TABLE pgbell.template_problems (
     kind       text NOT NULL,
     field      text NOT NULL,
-    missing    text[] NOT NULL,
+    problem    text NOT NULL CHECK (problem IN ('missing_data', 'invalid_action_url')),
+    missing    text[] NOT NULL DEFAULT '{}',
     first_seen timestamptz NOT NULL DEFAULT now(),
     last_seen  timestamptz NOT NULL DEFAULT now(),
     seen       bigint NOT NULL DEFAULT 1,
-    PRIMARY KEY (kind, field, missing)
+    PRIMARY KEY (kind, field, problem, missing)
 );
-COMMENT ON TABLE pgbell.template_problems IS 'Placeholders a template asked for and the event data did not carry; the notification was still written with the placeholder left visible.';
+COMMENT ON TABLE pgbell.template_problems IS 'What pgbell.notify() had to work around: placeholders without data (left visible in the text) and action URLs that were neither a relative path nor http(s) (stored as NULL).';
 
 CREATE TABLE pgbell.global_preferences (
-    user_id      bigint PRIMARY KEY REFERENCES pgbell.users (id) ON DELETE CASCADE,
+    user_id      text PRIMARY KEY CHECK (length(user_id) BETWEEN 1 AND 255),
     muted        boolean NOT NULL DEFAULT false,
     min_priority pgbell.priority NOT NULL DEFAULT 'low'
 );
-COMMENT ON TABLE pgbell.global_preferences IS 'Per user, for every kind: mute all, or a minimum priority. urgent is always delivered.';
+COMMENT ON TABLE pgbell.global_preferences IS 'Per recipient, for every kind: mute all, or a minimum priority. urgent is always delivered.';
 
 CREATE TABLE pgbell.preferences (
-    user_id      bigint NOT NULL REFERENCES pgbell.users (id) ON DELETE CASCADE,
+    user_id      text NOT NULL CHECK (length(user_id) BETWEEN 1 AND 255),
     kind         text NOT NULL REFERENCES pgbell.templates (kind) ON DELETE CASCADE ON UPDATE CASCADE,
     muted        boolean NOT NULL DEFAULT false,
-    min_priority pgbell.priority,  -- NULL: the user's global min_priority
+    min_priority pgbell.priority,  -- NULL: the recipient's global min_priority
     PRIMARY KEY (user_id, kind)
 );
-COMMENT ON TABLE pgbell.preferences IS 'Per user and kind: mute, or a minimum priority (NULL inherits pgbell.global_preferences.min_priority). urgent is always delivered.';
+COMMENT ON TABLE pgbell.preferences IS 'Per recipient and kind: mute, or a minimum priority (NULL inherits pgbell.global_preferences.min_priority). urgent is always delivered.';
 
 CREATE TABLE pgbell.notifications (
     id          bigserial PRIMARY KEY,
-    user_id     bigint NOT NULL REFERENCES pgbell.users (id) ON DELETE CASCADE,
+    -- The application's user id, as text ('42', a UUID, ...); no foreign
+    -- key: the users live in the application's own tables.
+    user_id     text NOT NULL CHECK (length(user_id) BETWEEN 1 AND 255),
     kind        text NOT NULL,
     title       text NOT NULL,
     body        text NOT NULL DEFAULT '',
@@ -84,11 +93,11 @@ CREATE INDEX notifications_user_idx ON pgbell.notifications (user_id, id DESC);
 CREATE INDEX notifications_unread_idx ON pgbell.notifications (user_id, id DESC)
     WHERE read_at IS NULL AND archived_at IS NULL;
 CREATE INDEX notifications_xid_idx ON pgbell.notifications (xid);
-COMMENT ON TABLE pgbell.notifications IS 'One row per recipient. Write through pgbell.notify(); mark read with UPDATE ... SET read_at = now(), which every connected tab hears.';
+COMMENT ON TABLE pgbell.notifications IS 'One row per recipient. Written by pgbell.notify() only; mark read with UPDATE ... SET read_at = now(), which every connected tab hears.';
 
 CREATE TABLE pgbell.state_changes (
     id         bigserial PRIMARY KEY,
-    user_id    bigint NOT NULL,
+    user_id    text NOT NULL,
     change     text NOT NULL CHECK (change IN ('read', 'unread', 'archived')),
     ids        bigint[] NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
@@ -97,28 +106,3 @@ CREATE TABLE pgbell.state_changes (
 CREATE INDEX state_changes_xid_idx ON pgbell.state_changes (xid);
 CREATE INDEX state_changes_created_idx ON pgbell.state_changes (created_at);
 COMMENT ON TABLE pgbell.state_changes IS 'Short-lived log of read/unread/archived changes, written by a trigger whatever the writer; the servers turn it into read frames and prune it.';
-
--- The demo domain: any application table can notify the same way.
-CREATE TABLE public.deals (
-    id         bigserial PRIMARY KEY,
-    title      text NOT NULL CHECK (length(title) BETWEEN 1 AND 200),
-    amount     numeric(14, 2) NOT NULL CHECK (amount >= 0),
-    owner_id   bigint NOT NULL REFERENCES pgbell.users (id),
-    created_by bigint REFERENCES pgbell.users (id),
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-
-CREATE TABLE public.payments (
-    id         bigserial PRIMARY KEY,
-    deal_id    bigint NOT NULL REFERENCES public.deals (id) ON DELETE CASCADE,
-    amount     numeric(14, 2) NOT NULL CHECK (amount > 0),
-    created_by bigint REFERENCES pgbell.users (id),
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX payments_deal_idx ON public.payments (deal_id);
-
-INSERT INTO pgbell.templates (kind, title, body, action_url, priority, description) VALUES
-    ('deal_created', 'New deal: {title}', '{title}, {amount:money}', '/deals/{deal_id}', 'normal',
-     'A deal was created: its owner and every manager hear of it.'),
-    ('payment_received', 'Payment received: {title}', '{amount:money} received for {title}', '/deals/{deal_id}', 'high',
-     'A payment was recorded against a deal: the deal''s owner hears of it.');

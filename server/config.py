@@ -8,8 +8,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import secrets
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +75,47 @@ def _proxies(raw: str) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+# The example value of .env.example: a server that starts with it would
+# accept tokens anyone can sign. tests/test_config.py keeps the two in step.
+PLACEHOLDER_SECRET = "change-me-to-a-long-random-string-of-32-chars-or-more"
+MIN_SECRET_BYTES = 32
+KEY_VARIABLES = "PGBELL_JWT_SECRET, PGBELL_JWT_PUBLIC_KEY or PGBELL_JWT_JWKS_URL"
+
+
+def _secret(raw: str) -> str:
+    if raw and len(raw.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(f"PGBELL_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long")
+    if raw == PLACEHOLDER_SECRET:
+        raise ConfigError(
+            "PGBELL_JWT_SECRET is the example value from .env.example: anyone could sign"
+            " tokens with it; set a long random secret (e.g. `openssl rand -base64 48`)"
+        )
+    return raw
+
+
+def _jwks_url(raw: str) -> str:
+    if raw and (urlsplit(raw).scheme not in ("http", "https") or not urlsplit(raw).netloc):
+        raise ConfigError(f"PGBELL_JWT_JWKS_URL must be an http(s) URL, got {raw[:100]!r}")
+    return raw
+
+
+def _claim(raw: str) -> str:
+    claim = raw or "sub"
+    if not (claim.isascii() and claim.isprintable() and 1 <= len(claim) <= 64):
+        raise ConfigError("PGBELL_JWT_USER_CLAIM must be a claim name (1 to 64 characters)")
+    return claim
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
-    jwt_secret: str = field(repr=False)
+    # Token key sources (PROTOCOL.md v2): at least one is set.
+    jwt_secret: str = field(default="", repr=False)
+    jwt_public_key: str = field(default="", repr=False)
+    jwt_jwks_url: str = ""
+    jwt_audience: str = ""
+    jwt_issuer: str = ""
+    jwt_user_claim: str = "sub"
     jwt_ttl: int = 3600
     host: str = "127.0.0.1"
     port: int = 8080
@@ -91,7 +128,7 @@ class Settings:
     db_pool_max: int = 10
     log_level: str = "INFO"
     log_format: str = "json"
-    jwt_secret_generated: bool = False
+    max_sockets_per_user: int = 50
     metrics_token: str = field(default="", repr=False)
     login_max_failures: int = 10
     login_window: float = 300.0
@@ -106,19 +143,16 @@ class Settings:
             raise ConfigError(
                 "DATABASE_URL is not set (a libpq URL: postgresql://user@host:port/db)"
             )
-        secret = env.get("PGBELL_JWT_SECRET", "")
-        generated = False
-        if not secret:
-            # A random secret keeps a lone dev server working; tokens then die
-            # with the process and do not work across servers, hence the warning.
-            secret = secrets.token_urlsafe(32)
-            generated = True
-        elif len(secret) < 32:
-            raise ConfigError("PGBELL_JWT_SECRET must be at least 32 characters")
+        # Fail closed: no key source, no server. Only `pgbell run` makes up
+        # a development secret, and it does so before it gets here.
         values: dict[str, object] = dict(
             database_url=url,
-            jwt_secret=secret,
-            jwt_secret_generated=generated,
+            jwt_secret=_secret(env.get("PGBELL_JWT_SECRET", "")),
+            jwt_public_key=env.get("PGBELL_JWT_PUBLIC_KEY", "").strip(),
+            jwt_jwks_url=_jwks_url(env.get("PGBELL_JWT_JWKS_URL", "").strip()),
+            jwt_audience=env.get("PGBELL_JWT_AUDIENCE", ""),
+            jwt_issuer=env.get("PGBELL_JWT_ISSUER", ""),
+            jwt_user_claim=_claim(env.get("PGBELL_JWT_USER_CLAIM", "")),
             jwt_ttl=_int(env, "PGBELL_JWT_TTL", 3600, 1, 30 * 24 * 3600),
             host=env.get("PGBELL_HOST") or "127.0.0.1",
             port=_int(env, "PGBELL_PORT", 8080, 0, 65535),
@@ -137,7 +171,13 @@ class Settings:
             login_window=_float(env, "PGBELL_LOGIN_WINDOW", 300.0, 1.0, 86400.0),
             cors_origins=_origins(env.get("PGBELL_CORS_ORIGINS", "")),
             trusted_proxies=_proxies(env.get("PGBELL_TRUSTED_PROXIES", "")),
+            max_sockets_per_user=_int(env, "PGBELL_MAX_SOCKETS_PER_USER", 50, 1, 100_000),
         )
+        if not (values["jwt_secret"] or values["jwt_public_key"] or values["jwt_jwks_url"]):
+            raise ConfigError(
+                f"no key to check tokens with: set {KEY_VARIABLES}"
+                " (`pgbell run` makes up a development secret; `pgbell serve` does not)"
+            )
         if values["log_format"] not in ("json", "text"):
             raise ConfigError("PGBELL_LOG_FORMAT must be json or text")
         values.update(overrides)

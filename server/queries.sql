@@ -1,4 +1,6 @@
--- The server's queries, each under a named header read by server/sql.py.
+-- Every query pgbell runs, each under a named header read by sql.py: the
+-- server's (asyncpg) and the commands' (psycopg's RawCursor); both take
+-- PostgreSQL's own $1 placeholders.
 
 -- name: current_snapshot
 -- The commit-safe cursor: everything visible now is below xmax and not in xip.
@@ -12,20 +14,20 @@ SELECT pg_snapshot_xmax(s)::text AS xmax,
 SELECT id, user_id, kind, title, body, priority::text, action_url, data, created_at, read_at
   FROM pgbell.notifications
  WHERE (xid >= $1::text::xid8 OR xid = ANY ($2::text[]::xid8[]))
-   AND user_id = ANY ($3::bigint[])
+   AND user_id = ANY ($3::text[])
  ORDER BY id;
 
 -- name: new_state_changes
 SELECT user_id, change, ids
   FROM pgbell.state_changes
  WHERE (xid >= $1::text::xid8 OR xid = ANY ($2::text[]::xid8[]))
-   AND user_id = ANY ($3::bigint[])
+   AND user_id = ANY ($3::text[])
  ORDER BY id;
 
 -- name: unread_counts
 SELECT user_id, count(*) AS n
   FROM pgbell.notifications
- WHERE user_id = ANY ($1::bigint[]) AND read_at IS NULL AND archived_at IS NULL
+ WHERE user_id = ANY ($1::text[]) AND read_at IS NULL AND archived_at IS NULL
  GROUP BY user_id;
 
 -- name: unread_count
@@ -81,7 +83,11 @@ UPDATE pgbell.notifications SET read_at = now()
  WHERE user_id = $1 AND read_at IS NULL AND archived_at IS NULL;
 
 -- name: user_by_name
-SELECT id, username, password_hash, roles FROM pgbell.users WHERE username = $1;
+SELECT id, username, password_hash, roles, token_version FROM pgbell.users WHERE username = $1;
+
+-- name: token_version
+-- The version a pgbell-issued token must carry; no row: the user is gone.
+SELECT token_version FROM pgbell.users WHERE id = $1;
 
 -- name: user_exists
 SELECT EXISTS (SELECT 1 FROM pgbell.users WHERE id = $1);
@@ -135,3 +141,67 @@ UPDATE pgbell.notifications SET archived_at = now()
 -- name: archive_read
 UPDATE pgbell.notifications SET archived_at = now()
  WHERE user_id = $1 AND read_at IS NOT NULL AND archived_at IS NULL;
+
+-- name: schema_versions
+SELECT version_num FROM pgbell.alembic_version ORDER BY version_num;
+
+-- The commands' queries (pgbell.ops): run by pgbell's owner or a DBA.
+
+-- name: version_table_exists
+SELECT to_regclass('pgbell.alembic_version');
+
+-- name: role_exists
+SELECT to_regrole($1);
+
+-- name: may_create_roles
+SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user;
+
+-- name: grant_roles
+SELECT pgbell.grant_roles_v1();
+
+-- name: demo_grant_roles
+SELECT pgbell.demo_grant_roles_v1();
+
+-- name: add_user
+INSERT INTO pgbell.users (username, password_hash, roles) VALUES ($1, $2, $3) RETURNING id;
+
+-- name: set_password
+-- A new token_version refuses every token issued before.
+UPDATE pgbell.users SET password_hash = $2, token_version = token_version + 1
+ WHERE username = $1
+RETURNING id;
+
+-- name: delete_user
+-- The user's notifications and preferences go with it: nothing else keys
+-- them to pgbell's own users (recipients are text).
+WITH gone AS (DELETE FROM pgbell.users WHERE username = $1 RETURNING id::text AS recipient),
+     notes AS (DELETE FROM pgbell.notifications n USING gone WHERE n.user_id = gone.recipient),
+     kinds AS (DELETE FROM pgbell.preferences p USING gone WHERE p.user_id = gone.recipient),
+     glob AS (DELETE FROM pgbell.global_preferences g USING gone WHERE g.user_id = gone.recipient)
+SELECT recipient FROM gone;
+
+-- name: rule_table
+-- The table of a trigger that runs a pgbell function, by its name.
+SELECT table_name FROM pgbell.rules WHERE name = $1;
+
+-- name: rule_relation
+SELECT t.tgrelid::regclass::text
+  FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+ WHERE t.tgname = $1 AND NOT t.tgisinternal AND p.pronamespace = 'pgbell'::regnamespace;
+
+-- name: list_rules
+SELECT name, table_name, timing || ' ' || event || ' / ' || level, function,
+       enabled, coalesce(comment, '')
+  FROM pgbell.rules ORDER BY table_name, name;
+
+-- name: prune_notifications
+-- Retention, one short batch: $1 days, $2 unread too, $3 rows at most.
+WITH doomed AS (
+    SELECT id FROM pgbell.notifications
+     WHERE created_at < now() - make_interval(days => $1)
+       AND ($2 OR read_at IS NOT NULL OR archived_at IS NOT NULL)
+     ORDER BY id
+     LIMIT $3
+       FOR UPDATE SKIP LOCKED
+)
+DELETE FROM pgbell.notifications n USING doomed WHERE n.id = doomed.id;

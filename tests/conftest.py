@@ -66,14 +66,14 @@ def empty_database(pg_url: str) -> Iterator[str]:
 def template_database(pg_url: str) -> Iterator[str]:
     name = unique_name("pgbell_tpl")
     url = create_database(pg_url, name)
-    migrate.upgrade(url)
+    migrate.upgrade(url, demo=True)
     yield name
     drop_database(pg_url, name)
 
 
 @pytest.fixture
 def database_url(pg_url: str, template_database: str) -> Iterator[str]:
-    """A fresh database at the latest migration, for this test alone."""
+    """A fresh database at the latest migration, demo included, for this test alone."""
     name = unique_name("pgbell_t")
     url = create_database(pg_url, name, template=template_database)
     yield url

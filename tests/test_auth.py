@@ -8,7 +8,7 @@ import aiohttp
 import jwt
 import pytest
 
-from pgbell.passwords import issue_token
+from pgbell.tokens import issue_token
 from tests.support import JWT_SECRET, add_user, login
 
 
@@ -53,7 +53,7 @@ def _alg_none(uid: int) -> str:
     ("make_token", "code"),
     [
         (lambda uid: "garbage", "unauthorized"),
-        (lambda uid: issue_token("another-secret-" + "y" * 32, 60, uid, "a", []), "unauthorized"),
+        (lambda uid: issue_token("another-secret-" + "y" * 32, 60, str(uid)), "unauthorized"),
         (_alg_none, "unauthorized"),
         (_expired, "token_expired"),
     ],

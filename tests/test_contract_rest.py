@@ -37,7 +37,7 @@ def _notify(database_url: str, user_id: int, n: int) -> list[int]:
         insert_deal(database_url, f"Deal {i}", user_id, 100 + i)
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
-            "SELECT id FROM pgbell.notifications WHERE user_id = %s ORDER BY id", (user_id,)
+            "SELECT id FROM pgbell.notifications WHERE user_id = %s ORDER BY id", (str(user_id),)
         ).fetchall()
     return [r[0] for r in rows]
 
@@ -262,9 +262,10 @@ def _malformed_tokens(uid: int) -> dict[str, dict[str, str]]:
             "Authorization": "Bearer "
             + jwt.encode({"sub": str(uid)}, JWT_SECRET, algorithm="HS256")
         },
-        "sub-not-an-id": {"Authorization": f"Bearer {mint('ann')}"},
-        "sub-beyond-bigint": {"Authorization": f"Bearer {mint('99999999999999999999')}"},
-        "sub-zero": {"Authorization": f"Bearer {mint(0)}"},
+        "sub-empty": {"Authorization": f"Bearer {mint('')}"},
+        "sub-too-long": {"Authorization": f"Bearer {mint('x' * 256)}"},
+        "sub-control-char": {"Authorization": f"Bearer {mint('ann' + chr(10))}"},
+        "sub-boolean": {"Authorization": f"Bearer {mint(1, sub=True)}"},
     }
 
 
@@ -284,6 +285,19 @@ async def test_missing_malformed_badly_signed_or_alg_none_tokens_are_401(
             )
             assert status == 401, f"{name} token on {method} {path}: {status} {body}"
             assert_error(status, body, 401, "unauthorized")
+
+
+@pytest.mark.parametrize("subject", ["ann", "99999999999999999999", "0", "9f1c0b3e-5d2a-4c1e"])
+async def test_any_text_subject_is_a_recipient_but_not_a_demo_user(server, http, subject):
+    """v2: recipients are the application's ids as text; the demo's deals
+    are for pgbell's own users only."""
+    token = mint(subject)
+    status, body = await rest(http, "GET", f"{server.base}/notifications", token=token)
+    assert (status, body["items"], body["unread_count"]) == (200, [], 0), body
+    status, body = await rest(
+        http, "POST", f"{server.base}/deals", token=token, json={"title": "x", "amount": 1}
+    )
+    assert_error(status, body, 403, "forbidden")
 
 
 async def test_expired_token_is_401_token_expired(server, http, database_url):
@@ -503,7 +517,7 @@ async def test_create_deal_is_201_owned_by_the_creator_by_default(server, http, 
         kinds = conn.execute(
             "SELECT user_id, kind FROM pgbell.notifications ORDER BY id"
         ).fetchall()
-    assert kinds == [(uid, "deal_created"), (other, "deal_created")]
+    assert kinds == [(str(uid), "deal_created"), (str(other), "deal_created")]
 
 
 async def test_payment_is_201_and_tells_the_owner_with_high_priority(server, http, database_url):
@@ -596,17 +610,23 @@ async def test_every_answer_carries_a_request_id(server, http, database_url):
 async def test_token_of_a_deleted_user_is_401_unauthorized_not_a_5xx(server, http, database_url):
     uid, _ = await _user(http, server, database_url, "ann")
     deal_id = insert_deal(database_url, "Acme", uid)
-    gone = add_user(database_url, "gone")
-    token = mint(gone)
+    gone, token = await _user(http, server, database_url, "gone")
     with psycopg.connect(database_url) as conn:
         conn.execute("DELETE FROM pgbell.users WHERE id = %s", (gone,))
     for method, path, payload in (
+        ("GET", "/notifications", None),
         ("POST", "/deals", {"title": "Acme", "amount": 1}),
         ("POST", f"/deals/{deal_id}/payments", {"amount": 1}),
         ("PUT", "/preferences", {"muted": True}),
     ):
         status, body = await rest(http, method, server.base + path, token=token, json=payload)
         assert_error(status, body, 401, "unauthorized")
+    # a token pgbell never issued for a user that is not one of pgbell's:
+    # a recipient like any other, but the demo's deals are not for it
+    status, body = await rest(
+        http, "POST", f"{server.base}/deals", token=mint(gone), json={"title": "A", "amount": 1}
+    )
+    assert_error(status, body, 403, "forbidden")
     # an owner_id that is not a user is still the caller's mistake
     status, body = await rest(
         http,

@@ -40,7 +40,7 @@ async def _ids(database_url: str, user_id: int) -> list[int]:
     rows = await _sql(
         database_url,
         "SELECT id FROM pgbell.notifications WHERE user_id = %s ORDER BY id",
-        (user_id,),
+        (str(user_id),),
     )
     return [r[0] for r in rows]
 
@@ -228,7 +228,7 @@ async def test_psql_update_sends_a_read_frame_to_every_socket(server, http, data
     await _sql(
         database_url,
         "UPDATE pgbell.notifications SET read_at = now() WHERE user_id = %s AND id <= %s",
-        (uid, ids[1]),
+        (str(uid), ids[1]),
     )
     await _read_everywhere(tabs, ids[:2], 1, "after a psql UPDATE of read_at")
 
@@ -236,7 +236,9 @@ async def test_psql_update_sends_a_read_frame_to_every_socket(server, http, data
 async def test_psql_unread_sends_an_unread_frame_to_every_socket(server, http, database_url):
     uid, _, tabs, ids = await _two_tabs(server, http, database_url)
     await _sql(
-        database_url, "UPDATE pgbell.notifications SET read_at = now() WHERE user_id = %s", (uid,)
+        database_url,
+        "UPDATE pgbell.notifications SET read_at = now() WHERE user_id = %s",
+        (str(uid),),
     )
     for i, ws in enumerate(tabs):
         await frame(ws, "read", f"on tab {i} after reading everything")
@@ -469,7 +471,7 @@ class LowerIdCommitsLast:
 
     async def _newest(self, conn) -> int:
         cur = await conn.execute(
-            "SELECT max(id) FROM pgbell.notifications WHERE user_id = %s", (self.user_id,)
+            "SELECT max(id) FROM pgbell.notifications WHERE user_id = %s", (str(self.user_id),)
         )
         return (await cur.fetchone())[0]
 

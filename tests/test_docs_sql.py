@@ -32,11 +32,11 @@ def test_sql_api_examples_run_as_written(database_url):
             "SELECT user_id, kind, title, priority::text FROM pgbell.notifications ORDER BY id"
         ).fetchall()
     assert rows[:2] == [
-        (101, "deal_created", "New deal: Acme", "normal"),
-        (102, "deal_created", "New deal: Acme", "normal"),
+        ("101", "deal_created", "New deal: Acme", "normal"),
+        ("102", "deal_created", "New deal: Acme", "normal"),
     ]
-    assert (103, "audit_due", "Audit due: ACME-7", "high") in rows
-    assert (103, "audit_due", "Audit ACME-8 by {due}", "high") in rows
-    titles_for_ada = [t for u, _, t, _ in rows if u == 101]
+    assert ("103", "audit_due", "Audit due: ACME-7", "high") in rows
+    assert ("103", "audit_due", "Audit ACME-8 by {due}", "high") in rows
+    titles_for_ada = [t for u, _, t, _ in rows if u == "101"]
     assert "New deal: Muted" not in titles_for_ada and "New deal: Fire" in titles_for_ada
-    assert (102, "ticket_assigned", "Ticket: Printer on fire", "normal") in rows
+    assert ("102", "ticket_assigned", "Ticket: Printer on fire", "normal") in rows

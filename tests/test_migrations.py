@@ -1,4 +1,6 @@
-"""Migrations: up, down and up again, and `pgbell migrate` twice."""
+"""Migrations: pgbell's schema and nothing else, the demo on request, up and
+down and up again, `pgbell migrate` twice, and an application's own alembic
+left alone."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import sys
 
 import psycopg
 
+from pgbell import schema
 from pgbell.ops import migrate
 
 
@@ -15,36 +18,75 @@ def _tables(url: str) -> set[str]:
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             "SELECT table_schema || '.' || table_name FROM information_schema.tables"
-            " WHERE table_schema IN ('pgbell', 'public') AND table_name <> 'alembic_version'"
+            " WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
         ).fetchall()
     return {r[0] for r in rows}
 
 
-def test_upgrade_downgrade_upgrade(empty_database):
-    migrate.upgrade(empty_database)
-    tables = _tables(empty_database)
-    assert {
-        "pgbell.users",
-        "pgbell.notifications",
-        "pgbell.templates",
-        "public.deals",
-        "public.payments",
-    } <= tables
+CORE = {
+    "pgbell.alembic_version",
+    "pgbell.users",
+    "pgbell.notifications",
+    "pgbell.templates",
+    "pgbell.template_problems",
+    "pgbell.preferences",
+    "pgbell.global_preferences",
+    "pgbell.state_changes",
+    "pgbell.rules",
+}
+
+
+def test_migrate_installs_pgbell_schema_and_nothing_outside_it(empty_database):
+    outcome = migrate.upgrade(empty_database)
+    assert not outcome.demo
+    assert _tables(empty_database) == CORE
+    with psycopg.connect(empty_database) as conn:
+        outside = conn.execute(
+            "SELECT n.nspname || '.' || p.proname FROM pg_proc p"
+            " JOIN pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgbell')"
+            " UNION ALL SELECT typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace"
+            " WHERE n.nspname = 'public'"
+        ).fetchall()
+    assert outside == []
+    assert migrate.current_revisions(empty_database) == [schema.heads()["pgbell"]]
+
+
+def test_an_applications_own_alembic_version_is_left_alone(empty_database):
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.alembic_version (version_num varchar(32) PRIMARY KEY)")
+        conn.execute("INSERT INTO public.alembic_version VALUES ('app_0042')")
+    migrate.upgrade(empty_database, demo=True)
     migrate.downgrade(empty_database, "base")
-    assert _tables(empty_database) == set()
+    with psycopg.connect(empty_database) as conn:
+        rows = conn.execute("SELECT version_num FROM public.alembic_version").fetchall()
+    assert rows == [("app_0042",)]
+
+
+def test_demo_is_its_own_branch_up_down_and_up_again(empty_database):
     migrate.upgrade(empty_database)
-    assert _tables(empty_database) == tables
+    outcome = migrate.upgrade(empty_database, demo=True)
+    assert outcome.demo
+    with_demo = _tables(empty_database)
+    assert with_demo == CORE | {"public.deals", "public.payments"}
+    # a later `pgbell migrate` (no --demo) keeps the demo, and upgrades it
+    assert migrate.upgrade(empty_database).demo
+    migrate.downgrade(empty_database, "base")
+    assert _tables(empty_database) == {"pgbell.alembic_version"}
+    migrate.upgrade(empty_database, demo=True)
+    assert _tables(empty_database) == with_demo
 
 
 def test_pgbell_migrate_is_safe_to_run_twice(empty_database):
     env = dict(os.environ, DATABASE_URL=empty_database)
-    for _ in range(2):
+    for args in (["migrate"], ["migrate"], ["migrate", "--demo"], ["migrate", "--demo"]):
         out = subprocess.run(
-            [sys.executable, "-m", "pgbell", "migrate"],
+            [sys.executable, "-m", "pgbell", *args],
             env=env,
             capture_output=True,
             text=True,
             timeout=120,
         )
         assert out.returncode == 0, out.stderr
-    assert "pgbell.notifications" in _tables(empty_database)
+        assert "at the latest migration" in out.stdout
+    assert {"pgbell.notifications", "public.deals"} <= _tables(empty_database)

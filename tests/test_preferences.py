@@ -69,7 +69,7 @@ async def test_a_muted_kind_is_not_delivered_while_urgent_is(server, http, datab
             conn.execute(
                 "SELECT pgbell.notify('deal_created', user_ids => %s, priority => 'urgent',"
                 ' data => \'{"title": "Fire", "amount": 1, "deal_id": 0}\')',
-                ([uid],),
+                ([str(uid)],),
             )
 
     await asyncio.to_thread(urgent)

@@ -15,7 +15,7 @@ def _ages(db_url: str, owner: int) -> dict[str, tuple[bool, bool]]:
         rows = conn.execute(
             "SELECT title, read_at IS NOT NULL, archived_at IS NOT NULL"
             " FROM pgbell.notifications WHERE user_id = %s",
-            (owner,),
+            (str(owner),),
         ).fetchall()
     return {title: (read, archived) for title, read, archived in rows}
 

@@ -34,7 +34,7 @@ async def test_psql_update_of_read_at_reaches_both_sockets(server, http, databas
         _update,
         database_url,
         "UPDATE pgbell.notifications SET read_at = now() WHERE user_id = %s AND data->>'deal_id' = %s",
-        (uid, str(first)),
+        (str(uid), str(first)),
     )
     for i, ws in enumerate(tabs):
         frame = await next_frame(ws, "read", where=f"on tab {i} after a psql UPDATE")

@@ -1,7 +1,8 @@
 """db/ describes the schema; the migrations must produce exactly it.
 
-One database is built from db/schema.sql plus every db/triggers/*.sql file,
-another by `alembic upgrade head`; their schema-only dumps must match.
+One database is built from db/schema.sql plus every db/triggers/*.sql file
+(and db/demo.sql plus db/triggers/demo/*.sql for the demo), another by
+`pgbell migrate` (`--demo`); their schema-only dumps must match.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 import subprocess
 
 import psycopg
+import pytest
 
 from pgbell.ops import embedded, migrate
 from pgbell.ops.migrate import DB_DIR, TRIGGERS_DIR
@@ -28,7 +30,7 @@ def _dump(url: str) -> list[str]:
             "--schema-only",
             "--no-owner",
             "--no-privileges",
-            "--exclude-table=public.alembic_version",
+            "--exclude-table=pgbell.alembic_version",
             "--dbname",
             url,
         ],
@@ -49,15 +51,18 @@ def _dump(url: str) -> list[str]:
     ]
 
 
-def test_migrations_produce_exactly_what_db_describes(pg_url):
+@pytest.mark.parametrize("demo", [False, True], ids=["pgbell", "with-demo"])
+def test_migrations_produce_exactly_what_db_describes(pg_url, demo):
     names = [unique_name("pgbell_mig"), unique_name("pgbell_db")]
+    files = [DB_DIR / "schema.sql", *sorted(TRIGGERS_DIR.glob("*.sql"))]
+    if demo:
+        files += [DB_DIR / "demo.sql", *sorted((TRIGGERS_DIR / "demo").glob("*.sql"))]
     try:
         by_migration = create_database(pg_url, names[0])
-        migrate.upgrade(by_migration)
+        migrate.upgrade(by_migration, demo=demo)
         by_files = create_database(pg_url, names[1])
         with psycopg.connect(by_files, autocommit=True) as conn:
-            conn.execute((DB_DIR / "schema.sql").read_text())
-            for path in sorted(TRIGGERS_DIR.glob("*.sql")):
+            for path in files:
                 conn.execute(path.read_text())
         a, b = _dump(by_migration), _dump(by_files)
         diff = "\n".join(

@@ -7,7 +7,7 @@ Create Date: ${create_date}
 
 from __future__ import annotations
 
-from server.migrate import run_sql, run_sql_file
+from pgbell.ops.migrate import run_sql, run_sql_file
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}

@@ -5,10 +5,12 @@
 -- as written (visible to whoever reads it) and is returned in `missing`, so
 -- the caller can report it; rendering never raises, because it runs inside
 -- the writer's transaction.
--- Pure function: reads nothing, writes nothing, sends nothing.
+-- Pure function: reads nothing, writes nothing, sends nothing. Private:
+-- only pgbell.notify calls it.
 
 CREATE FUNCTION pgbell.render_v1(template text, data jsonb, OUT rendered text, OUT missing text[])
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     rest  text := coalesce(template, '');
     m     text[];
@@ -44,3 +46,4 @@ $$;
 
 COMMENT ON FUNCTION pgbell.render_v1(text, jsonb) IS
     'Fills {name} / {name:money} placeholders from data; a missing key stays visible in the text and is listed in missing. Never raises.';
+REVOKE ALL ON FUNCTION pgbell.render_v1(text, jsonb) FROM PUBLIC;

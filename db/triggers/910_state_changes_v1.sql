@@ -6,9 +6,12 @@
 -- 'unread', 'archived') with the ids, and sends pg_notify('pgbell_v1', '')
 -- so the servers push a read frame with the new unread count to every socket
 -- of that user. Updates that change neither column send nothing.
+-- SECURITY DEFINER: whoever may mark rows read (the server's role) need not
+-- be able to write pgbell.state_changes.
 
 CREATE FUNCTION pgbell.state_changes_v1() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     recorded integer;
 BEGIN
@@ -39,6 +42,8 @@ CREATE TRIGGER _910_state_changes_v1
     AFTER UPDATE ON pgbell.notifications
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION pgbell.state_changes_v1();
+
+REVOKE ALL ON FUNCTION pgbell.state_changes_v1() FROM PUBLIC;
 
 COMMENT ON TRIGGER _910_state_changes_v1 ON pgbell.notifications IS
     'After UPDATE on notifications: read/unread/archived changes reach every socket of the user.';

@@ -32,7 +32,7 @@ class Cursor:
 
 @dataclass(frozen=True)
 class Frame:
-    user_id: int
+    user_id: str  # the recipient, as the application names it
     text: str
     ids: frozenset[int] = frozenset()  # notification ids carried, for de-duplication
     created_at: float | None = None  # epoch seconds of the row, for latency metrics
@@ -47,7 +47,7 @@ class FeedStats:
 
 
 class Feed:
-    def __init__(self, pool: asyncpg.Pool, connected_users: Callable[[], list[int]]) -> None:
+    def __init__(self, pool: asyncpg.Pool, connected_users: Callable[[], list[str]]) -> None:
         self._pool = pool
         self._connected_users = connected_users
         self._cursor: Cursor | None = None
@@ -93,11 +93,11 @@ class Feed:
         return _frames(notes, changes, counts)
 
 
-def _frames(notes, changes, counts: dict[int, int]) -> list[Frame]:
+def _frames(notes, changes, counts: dict[str, int]) -> list[Frame]:
     frames: list[Frame] = []
     # unread_count "as of that event": count back from the snapshot's total
     # over the later notifications of the same batch that are still unread.
-    still_unread_after: dict[int, int] = defaultdict(int)
+    still_unread_after: dict[str, int] = defaultdict(int)
     per_note: list[tuple[asyncpg.Record, int]] = []
     for row in reversed(notes):
         uid = row["user_id"]

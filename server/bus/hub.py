@@ -34,7 +34,7 @@ class Subscriber:
 
     def __init__(
         self,
-        user_id: int,
+        user_id: str,
         send: Callable[[str], Awaitable[None]],
         close: Callable[[int, str], Awaitable[None]],
         queue_size: int,
@@ -101,7 +101,7 @@ class Subscriber:
 
 class Hub:
     def __init__(self) -> None:
-        self._by_user: dict[int, set[Subscriber]] = {}
+        self._by_user: dict[str, set[Subscriber]] = {}
         self.stats = HubStats()
 
     def add(self, sub: Subscriber) -> None:
@@ -114,15 +114,18 @@ class Hub:
             if not subs:
                 del self._by_user[sub.user_id]
 
-    def user_ids(self) -> list[int]:
+    def user_ids(self) -> list[str]:
         return list(self._by_user)
+
+    def sockets_of(self, user_id: str) -> int:
+        return len(self._by_user.get(user_id, ()))
 
     def socket_count(self) -> int:
         return sum(len(s) for s in self._by_user.values())
 
     def publish(
         self,
-        user_id: int,
+        user_id: str,
         frame: str,
         ids: frozenset[int] = frozenset(),
         created_at: float | None = None,

@@ -1,7 +1,9 @@
 """REST for the demo domain: deals and payments in the public schema.
 
 Handlers only INSERT: the notifications come from the tables' triggers,
-exactly as they do for a psql INSERT.
+exactly as they do for a psql INSERT. The demo belongs to pgbell's own users
+(standalone mode): a caller must be one, and the routes answer 404 on a
+database without the demo (`pgbell migrate --demo` installs it).
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from aiohttp import web
 from pgbell import resources
 from pgbell.bus import wire
 from pgbell.http import keys, validate
-from pgbell.http.errors import invalid, not_found
-from pgbell.http.rest import authenticate, user_gone
+from pgbell.http.auth import authenticate
+from pgbell.http.errors import ApiError, invalid, not_found
 from pgbell.sql import Q
 
 routes = web.RouteTableDef()
@@ -50,20 +52,40 @@ def payment_json(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+async def _demo_user(request: web.Request) -> int:
+    """The caller as one of pgbell's own users, on a database with the demo."""
+    if not request.app[keys.SCHEMA].demo:
+        raise ApiError(
+            404, "not_found", "the demo is not installed here (pgbell migrate --demo installs it)"
+        )
+    caller = await authenticate(request)
+    uid = caller.user_id
+    if not (uid.isascii() and uid.isdigit() and 0 < int(uid) <= validate.MAX_ID):
+        raise ApiError(403, "forbidden", "the demo's deals are for pgbell's own users")
+    return int(uid)
+
+
+async def _fk_failure(request: web.Request, caller: int, otherwise: ApiError) -> ApiError:
+    """After a foreign-key failure: the caller is not (or no longer) one of
+    pgbell's users, else `otherwise` (the owner or the deal is unknown)."""
+    if await request.app[keys.POOL].fetchval(Q.user_exists, caller):
+        return otherwise
+    return ApiError(403, "forbidden", "the demo's deals are for pgbell's own users")
+
+
 @routes.post("/deals")
 async def create_deal(request: web.Request) -> web.Response:
-    claims = authenticate(request)
+    caller = await _demo_user(request)
     body = await validate.json_object(request)
     title = validate.string(body, "title", 1, 200)
     amount = validate.number(body, "amount", minimum=0, exclusive=False, maximum=MAX_AMOUNT)
-    owner_id = validate.optional_id(body, "owner_id") or claims.user_id
+    owner_id = validate.optional_id(body, "owner_id") or caller
     try:
         row = await request.app[keys.POOL].fetchrow(
-            Q.insert_deal, title, Decimal(f"{amount:.2f}"), owner_id, claims.user_id
+            Q.insert_deal, title, Decimal(f"{amount:.2f}"), owner_id, caller
         )
     except asyncpg.ForeignKeyViolationError:
-        gone = await user_gone(request, claims.user_id)
-        raise gone or invalid("owner_id", "no such user") from None
+        raise await _fk_failure(request, caller, invalid("owner_id", "no such user")) from None
     return web.json_response({"deal": deal_json(row)}, status=201)
 
 
@@ -77,7 +99,7 @@ async def get_deal(request: web.Request) -> web.StreamResponse:
         page.headers.update(VARY_PAGE_OR_JSON)
         page.headers["Cache-Control"] = "no-cache"
         return page
-    authenticate(request)
+    await _demo_user(request)
     row = await request.app[keys.POOL].fetchrow(Q.get_deal, validate.path_id(request))
     if row is None:
         raise not_found("deal")
@@ -86,7 +108,7 @@ async def get_deal(request: web.Request) -> web.StreamResponse:
 
 @routes.post(r"/deals/{id}/payments")
 async def create_payment(request: web.Request) -> web.Response:
-    claims = authenticate(request)
+    caller = await _demo_user(request)
     deal_id = validate.path_id(request)
     body = await validate.json_object(request)
     amount = validate.number(body, "amount", minimum=0, exclusive=True, maximum=MAX_AMOUNT)
@@ -94,11 +116,11 @@ async def create_payment(request: web.Request) -> web.Response:
         raise invalid("amount", "must be at least 0.01")
     try:
         row = await request.app[keys.POOL].fetchrow(
-            Q.insert_payment, deal_id, Decimal(f"{amount:.2f}"), claims.user_id
+            Q.insert_payment, deal_id, Decimal(f"{amount:.2f}"), caller
         )
     except asyncpg.ForeignKeyViolationError:
         # created_by is the caller; otherwise the deal went away meanwhile
-        raise await user_gone(request, claims.user_id) or not_found("deal") from None
+        raise await _fk_failure(request, caller, not_found("deal")) from None
     if row is None:
         raise not_found("deal")
     return web.json_response({"payment": payment_json(row)}, status=201)

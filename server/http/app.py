@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 from aiohttp import WSCloseCode, web
 
-from pgbell import resources
+from pgbell import resources, schema
 from pgbell.bus.feed import Feed
 from pgbell.bus.hub import Hub
 from pgbell.bus.listener import Listener
@@ -22,6 +22,7 @@ from pgbell.http.stats import HttpStats
 from pgbell.http.throttle import LoginThrottle
 from pgbell.http.ws import websocket_handler
 from pgbell.sql import Q
+from pgbell.tokens import TokenVerifier
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         command_timeout=30,
         server_settings={"application_name": "pgbell"},
     )
+    try:
+        app[keys.SCHEMA] = await _check_schema(app[keys.POOL])
+    except BaseException:
+        app[keys.POOL].terminate()
+        raise
     yield
     try:
         # close() waits for every borrowed connection; never wait forever
@@ -44,6 +50,33 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     except TimeoutError:
         log.warning("database pool did not close in 10 s; terminating it")
         app[keys.POOL].terminate()
+
+
+async def _check_schema(pool: asyncpg.Pool) -> schema.Verdict:
+    """Refuse a database whose schema is older than this code (SchemaError
+    says to run `pgbell migrate`); serve a newer one with a warning."""
+    try:
+        current = [r["version_num"] for r in await pool.fetch(Q.schema_versions)]
+    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+        current = None
+    verdict = schema.check(current)
+    for warning in verdict.warnings:
+        log.warning(warning)
+    return verdict
+
+
+async def _tokens(app: web.Application) -> AsyncIterator[None]:
+    s = app[keys.SETTINGS]
+    app[keys.VERIFIER] = TokenVerifier(
+        secret=s.jwt_secret or None,
+        public_key=s.jwt_public_key or None,
+        jwks_url=s.jwt_jwks_url or None,
+        audience=s.jwt_audience or None,
+        issuer=s.jwt_issuer or None,
+        user_claim=s.jwt_user_claim,
+    )
+    yield
+    await app[keys.VERIFIER].close()
 
 
 async def _fanout(app: web.Application) -> AsyncIterator[None]:
@@ -100,6 +133,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.SOCKETS] = weakref.WeakSet()
     app[keys.HTTP_STATS] = HttpStats()
     app[keys.LOGIN_THROTTLE] = LoginThrottle(settings.login_max_failures, settings.login_window)
+    app.cleanup_ctx.append(_tokens)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_fanout)
     app.on_shutdown.append(_close_sockets)

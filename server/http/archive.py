@@ -7,7 +7,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from pgbell.http import keys
-from pgbell.http.rest import authenticate, change_one
+from pgbell.http.auth import authenticate
+from pgbell.http.rest import change_one
 from pgbell.sql import Q
 
 routes = web.RouteTableDef()
@@ -20,9 +21,9 @@ async def archive_one(request: web.Request) -> web.Response:
 
 @routes.post("/notifications/archive-read")
 async def archive_read(request: web.Request) -> web.Response:
-    claims = authenticate(request)
+    caller = await authenticate(request)
     async with request.app[keys.POOL].acquire() as conn:
         async with conn.transaction():
-            status = await conn.execute(Q.archive_read, claims.user_id)
-            count = await conn.fetchval(Q.unread_count, claims.user_id)
+            status = await conn.execute(Q.archive_read, caller.user_id)
+            count = await conn.fetchval(Q.unread_count, caller.user_id)
     return web.json_response({"archived": int(status.split()[-1]), "unread_count": count})

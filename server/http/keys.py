@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from pgbell.config import Settings
     from pgbell.http.stats import HttpStats
     from pgbell.http.throttle import LoginThrottle
+    from pgbell.schema import Verdict
+    from pgbell.tokens import TokenVerifier
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pool")
@@ -24,8 +26,10 @@ FEED: web.AppKey[Feed] = web.AppKey("feed")
 LISTENER: web.AppKey[Listener] = web.AppKey("listener")
 HTTP_STATS: web.AppKey[HttpStats] = web.AppKey("http_stats")
 LOGIN_THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("login_throttle")
+VERIFIER: web.AppKey[TokenVerifier] = web.AppKey("verifier")
+SCHEMA: web.AppKey[Verdict] = web.AppKey("schema")
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")
 
 # Per-request values, read by the access logger.
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
-USER_ID: web.RequestKey[int] = web.RequestKey("user_id", int)
+USER_ID: web.RequestKey[str] = web.RequestKey("user_id", str)

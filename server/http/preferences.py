@@ -1,7 +1,8 @@
 """GET/PUT /preferences: what a user wants to hear.
 
-The document is {"muted", "min_priority", "kinds": {kind: {"muted",
-"min_priority"}}}; a kind's min_priority of null inherits the global one.
+Preferences are keyed by recipient: the caller's user id, whatever the
+application calls it. The document is {"muted", "min_priority", "kinds":
+{kind: {"muted", "min_priority"}}}; a kind's min_priority of null inherits the global one.
 PUT replaces it whole (send back what GET gave, changed);
 a kind left out returns to the default. pgbell.notify() applies it inside
 the database, whoever writes; urgent notifications bypass every mute.
@@ -15,8 +16,8 @@ import asyncpg
 from aiohttp import web
 
 from pgbell.http import keys, validate
+from pgbell.http.auth import authenticate
 from pgbell.http.errors import invalid
-from pgbell.http.rest import authenticate, user_gone
 from pgbell.sql import Q
 
 routes = web.RouteTableDef()
@@ -54,14 +55,14 @@ def _setting(obj: dict[str, Any], where: str, inherit: bool) -> tuple[bool, str 
 
 @routes.get("/preferences")
 async def get_preferences(request: web.Request) -> web.Response:
-    claims = authenticate(request)
+    caller = await authenticate(request)
     async with request.app[keys.POOL].acquire() as conn:
-        return web.json_response(await _document(conn, claims.user_id))
+        return web.json_response(await _document(conn, caller.user_id))
 
 
 @routes.put("/preferences")
 async def put_preferences(request: web.Request) -> web.Response:
-    claims = authenticate(request)
+    caller = await authenticate(request)
     body = await validate.json_object(request)
     muted, floor = _setting(body, "", inherit=False)
     kinds = body.get("kinds", {})
@@ -81,15 +82,14 @@ async def put_preferences(request: web.Request) -> web.Response:
             if unknown:
                 raise invalid("kinds", f"unknown kind {unknown[0][:64]!r} (see GET /preferences)")
             try:
-                await conn.execute(Q.upsert_global_preferences, claims.user_id, muted, floor)
-                await conn.execute(Q.clear_kind_preferences, claims.user_id)
+                await conn.execute(Q.upsert_global_preferences, caller.user_id, muted, floor)
+                await conn.execute(Q.clear_kind_preferences, caller.user_id)
                 for kind, kind_muted, kind_floor in settings:
                     if kind_muted or kind_floor is not None:
                         await conn.execute(
-                            Q.insert_kind_preference, claims.user_id, kind, kind_muted, kind_floor
+                            Q.insert_kind_preference, caller.user_id, kind, kind_muted, kind_floor
                         )
             except asyncpg.ForeignKeyViolationError:
-                # the caller's user was deleted, or a kind's template meanwhile
-                gone = await user_gone(request, claims.user_id)
-                raise gone or invalid("kinds", "unknown kind (see GET /preferences)") from None
-            return web.json_response(await _document(conn, claims.user_id))
+                # a kind's template was deleted meanwhile
+                raise invalid("kinds", "unknown kind (see GET /preferences)") from None
+            return web.json_response(await _document(conn, caller.user_id))

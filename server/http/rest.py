@@ -8,48 +8,46 @@ from aiohttp import web
 
 from pgbell.bus import wire
 from pgbell.http import keys, validate
+from pgbell.http.auth import OWN_TOKEN_VERSION, authenticate
 from pgbell.http.errors import ApiError, not_found
-from pgbell.passwords import Claims, TokenError, decode_token, issue_token, verify_password
+from pgbell.passwords import verify_password
 from pgbell.sql import Q
+from pgbell.tokens import issue_token
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
-def authenticate(request: web.Request) -> Claims:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "unauthorized", "Authorization: Bearer <token> is required")
-    try:
-        claims = decode_token(request.app[keys.SETTINGS].jwt_secret, token.strip())
-    except TokenError as e:
-        raise ApiError(401, e.code, e.message) from None
-    request[keys.USER_ID] = claims.user_id
-    return claims
-
-
-async def user_gone(request: web.Request, user_id: int) -> ApiError | None:
-    """After a foreign-key failure on the caller's own id: a 401 if the
-    token outlived its user (deleted since it was issued), else None."""
-    if await request.app[keys.POOL].fetchval(Q.user_exists, user_id):
-        return None
-    return ApiError(401, "unauthorized", "the token's user no longer exists; log in again")
-
-
 @routes.post("/auth/login")
 async def login(request: web.Request) -> web.Response:
+    """pgbell's own login (standalone mode and the demo). An application that
+    issues its own tokens does not need it."""
+    settings = request.app[keys.SETTINGS]
     body = await validate.json_object(request)
     username = validate.string(body, "username", 1, 150)
     password = validate.string(body, "password", 1, 1024)
+    if not settings.jwt_secret:
+        raise ApiError(
+            404,
+            "not_found",
+            "pgbell's own login is off: this server checks the application's tokens"
+            " (PGBELL_JWT_SECRET is not set)",
+        )
     row = await request.app[keys.POOL].fetchrow(Q.user_by_name, username)
     # verify even for an unknown user: same answer, same time
     if not verify_password(row["password_hash"] if row else None, password) or row is None:
         raise ApiError(401, "invalid_credentials", "wrong username or password")
-    settings = request.app[keys.SETTINGS]
     roles = list(row["roles"])
-    token = issue_token(settings.jwt_secret, settings.jwt_ttl, row["id"], row["username"], roles)
-    request[keys.USER_ID] = row["id"]
+    token = issue_token(
+        settings.jwt_secret,
+        settings.jwt_ttl,
+        str(row["id"]),
+        audience=settings.jwt_audience or None,
+        issuer=settings.jwt_issuer or None,
+        user_claim=settings.jwt_user_claim,
+        extra={"name": row["username"], "roles": roles, OWN_TOKEN_VERSION: row["token_version"]},
+    )
+    request[keys.USER_ID] = str(row["id"])
     return web.json_response(
         {
             "token": token,
@@ -62,15 +60,15 @@ async def login(request: web.Request) -> web.Response:
 
 @routes.get("/notifications")
 async def list_notifications(request: web.Request) -> web.Response:
-    claims = authenticate(request)
+    caller = await authenticate(request)
     unread = validate.query_bool(request, "unread")
     limit = validate.query_int(request, "limit", 20, 1, 100)
     before = validate.query_int(request, "before", None, 1, validate.MAX_ID)
     pool = request.app[keys.POOL]
     async with pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            rows = await conn.fetch(Q.list_notifications, claims.user_id, unread, before, limit)
-            count = await conn.fetchval(Q.unread_count, claims.user_id)
+            rows = await conn.fetch(Q.list_notifications, caller.user_id, unread, before, limit)
+            count = await conn.fetchval(Q.unread_count, caller.user_id)
     return web.json_response(
         {
             "items": [wire.notification(r) for r in rows],
@@ -82,34 +80,34 @@ async def list_notifications(request: web.Request) -> web.Response:
 
 @routes.get("/notifications/unread-count")
 async def unread_count(request: web.Request) -> web.Response:
-    claims = authenticate(request)
-    count = await request.app[keys.POOL].fetchval(Q.unread_count, claims.user_id)
+    caller = await authenticate(request)
+    count = await request.app[keys.POOL].fetchval(Q.unread_count, caller.user_id)
     return web.json_response({"unread_count": count})
 
 
 @routes.post("/notifications/read-all")
 async def read_all(request: web.Request) -> web.Response:
-    claims = authenticate(request)
+    caller = await authenticate(request)
     async with request.app[keys.POOL].acquire() as conn:
         async with conn.transaction():
-            status = await conn.execute(Q.mark_all_read, claims.user_id)
-            count = await conn.fetchval(Q.unread_count, claims.user_id)
+            status = await conn.execute(Q.mark_all_read, caller.user_id)
+            count = await conn.fetchval(Q.unread_count, caller.user_id)
     return web.json_response({"updated": int(status.split()[-1]), "unread_count": count})
 
 
 async def change_one(request: web.Request, update: str) -> web.Response:
     """Run `update` ($1 id, $2 user id) on one of the caller's notifications
     and answer {"notification", "unread_count"}."""
-    claims = authenticate(request)
+    caller = await authenticate(request)
     note_id = validate.path_id(request)
     async with request.app[keys.POOL].acquire() as conn:
         async with conn.transaction():
-            await conn.execute(update, note_id, claims.user_id)
-            row = await conn.fetchrow(Q.get_notification, note_id, claims.user_id)
+            await conn.execute(update, note_id, caller.user_id)
+            row = await conn.fetchrow(Q.get_notification, note_id, caller.user_id)
             if row is None:
                 # another user's id answers exactly like an unknown one
                 raise not_found("notification")
-            count = await conn.fetchval(Q.unread_count, claims.user_id)
+            count = await conn.fetchval(Q.unread_count, caller.user_id)
     return web.json_response({"notification": wire.notification(row), "unread_count": count})
 
 

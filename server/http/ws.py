@@ -19,13 +19,16 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from pgbell.bus import wire
 from pgbell.bus.hub import Subscriber
 from pgbell.http import cors, keys, validate
-from pgbell.http.errors import DATABASE_UNAVAILABLE, ApiError
-from pgbell.passwords import Claims, TokenError, decode_token
+from pgbell.http.auth import bearer, identify
+from pgbell.http.errors import DATABASE_UNAVAILABLE, ApiError, database_unavailable
 from pgbell.sql import Q
+from pgbell.tokens import Identity, TokenError
 
 log = logging.getLogger(__name__)
 
 AUTH_CLOSE = 4401
+# One more socket than PGBELL_MAX_SOCKETS_PER_USER for one user, per process.
+TOO_MANY_CLOSE = 4429
 # A resume returns at most this many missed rows, oldest first, and says
 # so with "missed_truncated": the client pages the rest over REST.
 MAX_MISSED = 10_000
@@ -33,11 +36,8 @@ MAX_READ_IDS = 1000
 
 
 def _token(request: web.Request) -> str:
-    # the scheme is case-insensitive (RFC 9110), as it is for REST calls
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer":
-        return token.strip()
-    return request.query.get("token", "")
+    # browsers cannot set headers on a WebSocket: they use ?token=
+    return bearer(request) or request.query.get("token", "")
 
 
 def _since(request: web.Request) -> int | None:
@@ -49,7 +49,7 @@ def _since(request: web.Request) -> int | None:
     return int(raw)
 
 
-async def _snapshot(pool: asyncpg.Pool, user_id: int, since: int | None, size: int) -> dict:
+async def _snapshot(pool: asyncpg.Pool, user_id: str, since: int | None, size: int) -> dict:
     async with pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             count = await conn.fetchval(Q.unread_count, user_id)
@@ -80,11 +80,20 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     )
     await ws.prepare(request)
     try:
-        claims = decode_token(settings.jwt_secret, _token(request))
+        caller = await identify(request, _token(request))
     except TokenError as e:
         await ws.close(code=AUTH_CLOSE, message=e.code.encode())
         return ws
-    request[keys.USER_ID] = claims.user_id
+    except Exception as e:
+        if not database_unavailable(e):
+            raise
+        # checking a pgbell-issued token needs the database: try again later
+        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"unavailable")
+        return ws
+    hub = app[keys.HUB]
+    if hub.sockets_of(caller.user_id) >= settings.max_sockets_per_user:
+        await ws.close(code=TOO_MANY_CLOSE, message=b"too_many_connections")
+        return ws
     # A bad since is answered after the snapshot, which is always the first frame.
     since_error = None
     try:
@@ -92,18 +101,17 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     except ValueError as e:
         since, since_error = None, str(e)
 
-    hub = app[keys.HUB]
-    sub = Subscriber(claims.user_id, ws.send_str, _closer(ws), settings.send_queue_size, hub.stats)
+    sub = Subscriber(caller.user_id, ws.send_str, _closer(ws), settings.send_queue_size, hub.stats)
     # Register before the snapshot: a row committed after it is queued live,
     # one committed before it is in it, and the writer skips the overlap.
     hub.add(sub)
     expiry = asyncio.get_running_loop().call_at(
-        asyncio.get_running_loop().time() + max(0.0, claims.expires_at - time.time()),
+        asyncio.get_running_loop().time() + max(0.0, caller.expires_at - time.time()),
         lambda: asyncio.ensure_future(ws.close(code=AUTH_CLOSE, message=b"token_expired")),
     )
     app[keys.SOCKETS].add(ws)
     try:
-        snapshot = await _snapshot(app[keys.POOL], claims.user_id, since, settings.snapshot_size)
+        snapshot = await _snapshot(app[keys.POOL], caller.user_id, since, settings.snapshot_size)
         await ws.send_str(wire.dumps(snapshot))
         sent = {n["id"] for n in snapshot["notifications"]} | {
             n["id"] for n in snapshot.get("missed", [])
@@ -111,7 +119,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         sub.start(frozenset(sent))
         if since_error is not None:
             sub.offer(_error(since_error))
-        await _read_loop(ws, sub, claims, app)
+        await _read_loop(ws, sub, caller, app)
     finally:
         expiry.cancel()
         hub.remove(sub)
@@ -132,11 +140,11 @@ def _error(message: str, code: str = "invalid_request") -> str:
 
 
 async def _read_loop(
-    ws: web.WebSocketResponse, sub: Subscriber, claims: Claims, app: web.Application
+    ws: web.WebSocketResponse, sub: Subscriber, caller: Identity, app: web.Application
 ) -> None:
     async for msg in ws:
         if msg.type == WSMsgType.TEXT:
-            answer = await _answer(msg.data, claims, app)
+            answer = await _answer(msg.data, caller, app)
             if answer is not None:
                 sub.offer(answer)
         elif msg.type == WSMsgType.BINARY:
@@ -148,7 +156,7 @@ async def _read_loop(
         await ws.close(code=WSCloseCode.OK)
 
 
-async def _answer(data: str, claims: Claims, app: web.Application) -> str | None:
+async def _answer(data: str, caller: Identity, app: web.Application) -> str | None:
     try:
         frame = json.loads(data)
     except ValueError:
@@ -172,7 +180,7 @@ async def _answer(data: str, claims: Claims, app: web.Application) -> str | None
         # The read frame itself comes back through the database trigger, to
         # every socket of this user, like a read from REST or psql.
         try:
-            await app[keys.POOL].execute(Q.mark_many_read, claims.user_id, ids)
+            await app[keys.POOL].execute(Q.mark_many_read, caller.user_id, ids)
         except (asyncpg.PostgresError, *DATABASE_UNAVAILABLE) as e:
             # the database is away: say so and keep the socket, rather than
             # let the handler fail and drop a client that did nothing wrong

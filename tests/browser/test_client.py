@@ -262,7 +262,7 @@ async def test_slow_consumer_close_reconnects_without_losing_any(
             "SELECT pgbell.notify('deal_created', user_ids => %s, priority => 'low',"
             " data => jsonb_build_object('deal_id', g, 'title', 'Burst ' || g, 'amount', g))"
             " FROM generate_series(1, 60) AS g",
-            ([alice],),
+            ([str(alice)],),
         )
     await wait_until(lambda: len(sockets) >= 2, "a reconnect after the 1013 close")
     assert "since" in sockets[1], "the reconnect did not resume with ?since="
@@ -296,7 +296,7 @@ async def test_deal_form_mark_all_read_and_logout_across_tabs(server, database_u
     with psycopg.connect(database_url) as conn:
         unread = conn.execute(
             "SELECT count(*) FROM pgbell.notifications WHERE user_id = %s AND read_at IS NULL",
-            (alice,),
+            (str(alice),),
         ).fetchone()[0]
     assert unread == 0, f"{unread} notifications still unread in the database"
 

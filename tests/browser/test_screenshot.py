@@ -29,7 +29,7 @@ def notify(db_url: str, user_id: int, deal_id: int, title: str, amount: float, p
         conn.execute(
             "SELECT pgbell.notify('deal_created', user_ids => %s, data => %s::jsonb,"
             " priority => %s::pgbell.priority)",
-            ([user_id], json.dumps(data), priority),
+            ([str(user_id)], json.dumps(data), priority),
         )
 
 

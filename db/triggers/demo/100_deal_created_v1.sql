@@ -1,3 +1,4 @@
+-- Demo domain (`pgbell migrate --demo`).
 -- Trigger _100_deal_created_v1 on public.deals, AFTER INSERT, FOR EACH STATEMENT.
 --
 -- For every inserted deal: pgbell.notify('deal_created') to the deal's owner
@@ -9,11 +10,12 @@
 -- WARNING: the writer's deal is never rolled back because of pgbell.
 
 CREATE FUNCTION pgbell.deal_created_v1() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pgbell.notify(
         'deal_created',
-        user_ids => ARRAY[d.owner_id],
+        user_ids => ARRAY[d.owner_id::text],
         roles => ARRAY['manager'],
         data => jsonb_build_object('deal_id', d.id, 'title', d.title, 'amount', d.amount,
                                    'owner_id', d.owner_id))
@@ -33,6 +35,8 @@ CREATE TRIGGER _100_deal_created_v1
     AFTER INSERT ON public.deals
     REFERENCING NEW TABLE AS new_deals
     FOR EACH STATEMENT EXECUTE FUNCTION pgbell.deal_created_v1();
+
+REVOKE ALL ON FUNCTION pgbell.deal_created_v1() FROM PUBLIC;
 
 COMMENT ON TRIGGER _100_deal_created_v1 ON public.deals IS
     'After INSERT on deals: deal_created to the owner and every manager.';

@@ -1,3 +1,4 @@
+-- Demo domain (`pgbell migrate --demo`).
 -- Trigger _110_payment_received_v1 on public.payments, AFTER INSERT, FOR EACH STATEMENT.
 --
 -- For every inserted payment: pgbell.notify('payment_received') to the
@@ -7,11 +8,12 @@
 -- the writer's payment is never rolled back because of pgbell.
 
 CREATE FUNCTION pgbell.payment_received_v1() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pgbell.notify(
         'payment_received',
-        user_ids => ARRAY[d.owner_id],
+        user_ids => ARRAY[d.owner_id::text],
         data => jsonb_build_object('deal_id', d.id, 'payment_id', p.id, 'title', d.title,
                                    'amount', p.amount))
        FROM new_payments p
@@ -31,6 +33,8 @@ CREATE TRIGGER _110_payment_received_v1
     AFTER INSERT ON public.payments
     REFERENCING NEW TABLE AS new_payments
     FOR EACH STATEMENT EXECUTE FUNCTION pgbell.payment_received_v1();
+
+REVOKE ALL ON FUNCTION pgbell.payment_received_v1() FROM PUBLIC;
 
 COMMENT ON TRIGGER _110_payment_received_v1 ON public.payments IS
     'After INSERT on payments: payment_received to the deal''s owner.';
