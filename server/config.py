@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from pgbell.tokens import load_public_key
+
 log = logging.getLogger(__name__)
 
 
@@ -93,6 +95,21 @@ def _secret(raw: str) -> str:
     return raw
 
 
+def _public_key(raw: str) -> str:
+    """PEM text or a path to a PEM file, checked now so that a bad key stops
+    the start, not the first request. A one-line PEM with literal \\n (as
+    some secret stores hand it out) is accepted too."""
+    value = raw.strip()
+    if value.startswith("-----BEGIN") and "\\n" in value:
+        value = value.replace("\\n", "\n")
+    if value:
+        try:
+            load_public_key(value)
+        except ValueError as e:
+            raise ConfigError(f"PGBELL_JWT_PUBLIC_KEY: {e}") from None
+    return value
+
+
 def _jwks_url(raw: str) -> str:
     if raw and (urlsplit(raw).scheme not in ("http", "https") or not urlsplit(raw).netloc):
         raise ConfigError(f"PGBELL_JWT_JWKS_URL must be an http(s) URL, got {raw[:100]!r}")
@@ -148,7 +165,7 @@ class Settings:
         values: dict[str, object] = dict(
             database_url=url,
             jwt_secret=_secret(env.get("PGBELL_JWT_SECRET", "")),
-            jwt_public_key=env.get("PGBELL_JWT_PUBLIC_KEY", "").strip(),
+            jwt_public_key=_public_key(env.get("PGBELL_JWT_PUBLIC_KEY", "")),
             jwt_jwks_url=_jwks_url(env.get("PGBELL_JWT_JWKS_URL", "").strip()),
             jwt_audience=env.get("PGBELL_JWT_AUDIENCE", ""),
             jwt_issuer=env.get("PGBELL_JWT_ISSUER", ""),

@@ -180,14 +180,12 @@ WITH gone AS (DELETE FROM pgbell.users WHERE username = $1 RETURNING id::text AS
      glob AS (DELETE FROM pgbell.global_preferences g USING gone WHERE g.user_id = gone.recipient)
 SELECT recipient FROM gone;
 
--- name: rule_table
--- The table of a trigger that runs a pgbell function, by its name.
-SELECT table_name FROM pgbell.rules WHERE name = $1;
-
 -- name: rule_relation
+-- The tables of the triggers of that name that run a pgbell function.
 SELECT t.tgrelid::regclass::text
   FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
- WHERE t.tgname = $1 AND NOT t.tgisinternal AND p.pronamespace = 'pgbell'::regnamespace;
+ WHERE t.tgname = $1 AND NOT t.tgisinternal AND p.pronamespace = 'pgbell'::regnamespace
+ ORDER BY 1;
 
 -- name: list_rules
 SELECT name, table_name, timing || ' ' || event || ' / ' || level, function,

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from websockets.asyncio.client import connect
 
+from pgbell.http import keys
 from tests.contract_client import (
     assert_error,
     assert_silent,
@@ -24,7 +25,7 @@ from tests.contract_client import (
     rest,
     snapshot,
 )
-from tests.support import add_user, insert_deal, login
+from tests.support import add_user, insert_deal, login, wait_until
 
 NOTE = "INSERT INTO deals (title, amount, owner_id) VALUES (%s, 1, %s)"
 
@@ -609,4 +610,26 @@ async def test_two_servers_deliver_to_every_socket_of_a_user(
     for ws, where in ((here, "on A"), (there, "on B")):
         got = await frame(ws, "read", f"{where} after a read sent to B")
         assert got == {"type": "read", "ids": [note_id], "unread_count": 0}
+        await ws.close()
+
+
+async def test_one_socket_past_the_per_user_limit_is_closed_4429(start_server, database_url):
+    """v2: at most PGBELL_MAX_SOCKETS_PER_USER sockets per user and process."""
+    srv = await start_server(PGBELL_MAX_SOCKETS_PER_USER="3")
+    ann, bob = add_user(database_url, "ann"), add_user(database_url, "bob")
+    sockets = [await open_socket(srv.ws_base, mint(ann)) for _ in range(3)]
+    for i, ws in enumerate(sockets):
+        await snapshot(ws, f"on ann's socket {i}")
+    extra = await open_socket(srv.ws_base, mint(ann))
+    assert await closed(extra, "ann's fourth socket") == (4429, "too_many_connections")
+    # another user is not counted against ann
+    other = await open_socket(srv.ws_base, mint(bob))
+    await snapshot(other, "for bob while ann is at her limit")
+    # a closed socket frees its place, once the server has seen it go
+    await sockets.pop().close()
+    hub = srv.pgbell_app[keys.HUB]
+    await wait_until(lambda: hub.sockets_of(str(ann)) == 2, "the server dropping the socket")
+    replacement = await open_socket(srv.ws_base, mint(ann))
+    await snapshot(replacement, "for ann once one of her sockets closed")
+    for ws in (*sockets, other, replacement):
         await ws.close()

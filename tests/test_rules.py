@@ -69,3 +69,38 @@ def test_unknown_rule_is_a_clear_error(database_url):
     out = pgbell(database_url, "rules", "disable", "no_such_trigger")
     assert out.returncode != 0
     assert "no notification trigger named 'no_such_trigger'" in out.stderr
+
+
+def _enabled(url: str) -> dict[str, bool]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT tgrelid::regclass::text, tgenabled <> 'D' FROM pg_trigger"
+            " WHERE tgname = '_100_deal_created_v1'"
+        ).fetchall()
+    return dict(rows)
+
+
+def test_a_name_on_two_tables_needs_table_and_foreign_triggers_are_left_alone(database_url):
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE public.leads (LIKE public.deals);"
+            "CREATE TRIGGER _100_deal_created_v1 AFTER INSERT ON public.leads"
+            " REFERENCING NEW TABLE AS new_deals"
+            " FOR EACH STATEMENT EXECUTE FUNCTION pgbell.deal_created_v1();"
+            # an application's own trigger of the same name, on its own function
+            "CREATE FUNCTION public.audit() RETURNS trigger LANGUAGE plpgsql"
+            " AS $$ BEGIN RETURN NULL; END $$;"
+            "CREATE TABLE public.audits (id int);"
+            "CREATE TRIGGER _100_deal_created_v1 AFTER INSERT ON public.audits"
+            " FOR EACH STATEMENT EXECUTE FUNCTION public.audit();"
+        )
+    out = pgbell(database_url, "rules", "disable", "_100_deal_created_v1")
+    assert out.returncode != 0
+    assert "is on deals, leads: say which with --table" in out.stderr, out.stderr
+    assert all(_enabled(database_url).values()), "an ambiguous name changed a table"
+
+    out = pgbell(database_url, "rules", "disable", "_100_deal_created_v1", "--table", "leads")
+    assert out.returncode == 0, out.stderr
+    assert _enabled(database_url) == {"deals": True, "leads": False, "audits": True}
+    out = pgbell(database_url, "rules", "enable", "_100_deal_created_v1", "--table", "audits")
+    assert out.returncode != 0 and "no notification trigger named" in out.stderr

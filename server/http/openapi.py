@@ -156,8 +156,15 @@ SCHEMAS: dict[str, Any] = {
 _ERRORS = {
     "400": "The body is not a JSON object, or a path or query parameter is malformed"
     " or out of range (`invalid_request`, naming it).",
-    "401": "Missing, malformed or expired token (`unauthorized`, `token_expired`).",
+    "401": "Missing, malformed, badly signed, revoked or expired token (`unauthorized`,"
+    " `token_expired`).",
+    "403": "The demo's deals are for pgbell's own users; the token names another"
+    " recipient (`forbidden`).",
     "404": "Unknown id, or one that is not the caller's (`not_found`).",
+    "404-demo": "Unknown id, or the demo is not installed in this database (`not_found`;"
+    " `pgbell migrate --demo` installs it).",
+    "404-login": "pgbell's own login is off: PGBELL_JWT_SECRET is not set and tokens come"
+    " from the application (`not_found`).",
     "413": "The body is larger than PGBELL_MAX_BODY_BYTES (`payload_too_large`).",
     "422": "A field is missing, of the wrong type or out of range (`invalid_request`).",
     "429": "Too many failed logins for this username from this address (`rate_limited`);"
@@ -183,7 +190,7 @@ def _op(
     if description:
         op["description"] = description
     for code in errors:
-        op["responses"][code] = _json("Error", _ERRORS[code])
+        op["responses"][code.partition("-")[0]] = _json("Error", _ERRORS[code])
     if body:
         op["requestBody"] = {
             "required": True,
@@ -220,15 +227,22 @@ def _change_one(summary: str, frame: str) -> dict[str, Any]:
     )
 
 
+DEMO = (
+    "The demo domain (`pgbell migrate --demo`), for pgbell's own users: the token's user"
+    " must be one of them."
+)
+
 PATHS: dict[str, Any] = {
     "/auth/login": {
         "post": _op(
             "Exchange a username and password for a token",
             ("200", "LoginResponse", "A token for the user."),
-            errors=("400", "401", "413", "422", "429"),
+            errors=("400", "401", "404-login", "413", "422", "429"),
             body="LoginRequest",
             auth=False,
-            description="Unknown user and wrong password get the same 401 invalid_credentials."
+            description="pgbell's own users (standalone mode and the demo); an application"
+            " that issues its own tokens does not need it."
+            " Unknown user and wrong password get the same 401 invalid_credentials."
             " After PGBELL_LOGIN_MAX_FAILURES failures within PGBELL_LOGIN_WINDOW seconds for one"
             " username from one address, 429 until the window has passed.",
         )
@@ -268,26 +282,29 @@ PATHS: dict[str, Any] = {
         "post": _op(
             "Create a deal (notifies its owner and every manager)",
             ("201", "DealResponse", "The deal."),
-            errors=WRITE,
+            errors=(*WRITE, "403", "404-demo"),
             body="DealCreate",
+            description=DEMO,
         )
     },
     "/deals/{id}": {
         "get": _op(
             "One deal",
             ("200", "DealResponse", "The deal."),
-            errors=("400", "401", "404"),
+            errors=("400", "401", "403", "404-demo"),
             params=[PATH_ID],
-            description="A browser asking for text/html without a token gets the client page.",
+            description=DEMO
+            + " A browser asking for text/html without a token gets the client page.",
         )
     },
     "/deals/{id}/payments": {
         "post": _op(
             "Record a payment (notifies the deal's owner, priority high)",
             ("201", "PaymentResponse", "The payment."),
-            errors=("400", "401", "404", "413", "422"),
+            errors=("400", "401", "403", "404-demo", "413", "422"),
             body="PaymentCreate",
             params=[PATH_ID],
+            description=DEMO,
         )
     },
     "/preferences": {
@@ -341,7 +358,8 @@ PATHS: dict[str, Any] = {
             "summary": "The WebSocket: snapshot, live notification and read frames",
             "description": "Token as `?token=` or `Authorization: Bearer`; `?since=<id>`"
             " resumes. A bad or expired token completes the handshake and is closed"
-            " with 4401. Frames are described in docs/protocol.md.",
+            " with 4401; one socket more than PGBELL_MAX_SOCKETS_PER_USER for one user is"
+            " closed with 4429. Frames are described in docs/protocol.md.",
             "security": [],
             "parameters": [
                 _query("token", {"type": "string"}, "The JWT (browsers)."),
@@ -374,7 +392,16 @@ DOCUMENT: dict[str, Any] = {
     "paths": PATHS,
     "components": {
         "schemas": SCHEMAS,
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "pgbell's own login token, or one the application issued"
+                " (PGBELL_JWT_SECRET, PGBELL_JWT_PUBLIC_KEY or PGBELL_JWT_JWKS_URL); the"
+                " recipient is its PGBELL_JWT_USER_CLAIM (default sub), as text.",
+            }
+        },
     },
 }
 

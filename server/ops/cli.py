@@ -123,8 +123,15 @@ def cmd_user_password(args: argparse.Namespace) -> int:
 
 def cmd_user_delete(args: argparse.Namespace) -> int:
     _check_name(args.name)
-    with _connect(_database_url()) as conn:
-        row = conn.execute(Q.delete_user, (args.name,)).fetchone()
+    try:
+        with _connect(_database_url()) as conn:
+            row = conn.execute(Q.delete_user, (args.name,)).fetchone()
+    except psycopg.errors.ForeignKeyViolation as e:
+        table = e.diag.table_name or "another table"
+        raise SystemExit(
+            f"pgbell: {args.name} is still referenced from {table}"
+            f" ({e.diag.constraint_name}): delete or reassign those rows first"
+        ) from None
     if row is None:
         raise SystemExit(f"pgbell: no user named {args.name!r}")
     print(

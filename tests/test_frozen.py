@@ -1,0 +1,60 @@
+"""Released migrations and versioned SQL files are frozen: each is pinned by
+its checksum, so an edit fails the build instead of silently changing what
+new installations get while old ones keep the old SQL.
+
+Changing a released object means a new file (`..._v2.sql`) and a new
+migration that installs it. A new, unreleased file is added here with its
+checksum (`sha256sum db/<path>`) in the change that introduces it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from pgbell.ops.migrate import DB_DIR
+
+PINNED = {
+    "migrations/versions/0001_initial.py": "062d9981f3f990841cf6e9f3f5f33dc51ee89d4c394e1168af7f4dd10ab57f75",
+    "migrations/versions/0001_initial.sql": "2282bc7661f09687b0c58d554cb548f749f64b673d229f75fddd587f9a14961b",
+    "migrations/versions/demo_0001_deals.py": "767f0810e1f8dec00ea744136427c7b21b94a5eca0b898f2bb8cd75f11699133",
+    "migrations/versions/demo_0001_deals.sql": "0775590a1d62df4d914c52ccd2a5a4aab7db55e8602121fc0cc3d8371488ca4c",
+    "triggers/010_render_v1.sql": "acdfa22e8238c41d29d49c9494dd5ddafe28072ca627744728686610eea79855",
+    "triggers/015_report_problem_v1.sql": "d73dc999dfd8ce2048ff8c2f23a7ffddac31c935ad1f66afe54afe4af3672a26",
+    "triggers/016_action_url_ok_v1.sql": "62659b441cddf8ff6ba85dae92c8a1c6b10a6e74b8de6816a2b3fc96b5d83b64",
+    "triggers/018_role_members.sql": "2b60318b226eb93ac9636a37525ea23479f2a684d2a9764b912f848c9d856326",
+    "triggers/020_notify_v1.sql": "a3354b0bea2641a3df3b8e5cd72d73b15754977937f6cde4c773259396204d99",
+    "triggers/900_wake_servers_v1.sql": "d4d7ce19e315a29283daabe0ba72f35a1a48e4b265d47765ac1cf4fcd4ff851f",
+    "triggers/910_state_changes_v1.sql": "ea9c7628a1e83d3ea32cf850926853f697a6168659f6fd4f7a8a067affd82355",
+    "triggers/980_grant_roles_v1.sql": "012fd6acfd4cfd2c24697ffdcb3305f8cc104c2483e95bcd344caad64e8f3b1f",
+    "triggers/990_rules_view_v1.sql": "faaa89f482eb283bc8a8dcf86088d72537c0d3dd74c829b4ba640705739df854",
+    "triggers/demo/100_deal_created_v1.sql": "b12908e467365c9e6c02223aa5b3a14f7007919f4b3445e9cabab4c67b77666a",
+    "triggers/demo/110_payment_received_v1.sql": "57f4c570bf5119171d73a94b2280c4d2a7fc6f1b60c1309366ab8cf31b1de768",
+    "triggers/demo/190_demo_grant_roles_v1.sql": "1b3c6bdbe5004f77416e0e71dbb151c4dc99a0af434310bdf4764b79246ff6ad",
+}
+
+
+def _released_files() -> set[str]:
+    found = [
+        *DB_DIR.glob("migrations/versions/*.py"),
+        *DB_DIR.glob("migrations/versions/*.sql"),
+        *DB_DIR.glob("triggers/**/*.sql"),
+    ]
+    return {p.relative_to(DB_DIR).as_posix() for p in found if p.name != "__init__.py"}
+
+
+def test_every_migration_and_sql_file_is_pinned():
+    unpinned = sorted(_released_files() - set(PINNED))
+    assert unpinned == [], f"pin these in tests/test_frozen.py once they are final: {unpinned}"
+    gone = sorted(set(PINNED) - _released_files())
+    assert gone == [], f"released files were removed: {gone}"
+
+
+@pytest.mark.parametrize("path", sorted(PINNED))
+def test_released_file_is_unchanged(path):
+    digest = hashlib.sha256((DB_DIR / path).read_bytes()).hexdigest()
+    assert digest == PINNED[path], (
+        f"db/{path} was released and must not change: put the new SQL in a new _vN file"
+        " installed by a new migration"
+    )
