@@ -563,11 +563,11 @@ async def test_a_jwks_outage_keeps_the_cached_keys(make, jwks, rsa_key, clock, c
     await user_of(verifier, token)
     jwks.mode = mode
     clock.now += 300  # the keys are stale: the next verification refreshes them
-    with caplog.at_level(logging.WARNING, logger="pgbell.tokens"):
+    with caplog.at_level(logging.WARNING, logger="pgbell.jwks"):
         assert await user_of(verifier, token) == "42"
         await refused(verifier, sign(rsa_key, "RS256", kid="unknown"))
     assert verifier.stats.jwks_fetches == 2 and verifier.stats.jwks_failures == 1
-    warnings = [r.getMessage() for r in caplog.records if r.name == "pgbell.tokens"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "pgbell.jwks"]
     assert len(warnings) == 1 and "keeping 1 cached keys" in warnings[0], warnings
     assert token not in caplog.text and jwks.url in warnings[0]
 
@@ -581,7 +581,7 @@ async def test_a_failed_first_fetch_refuses_without_crashing_and_is_retried_late
     url = jwks.url.replace("http://", "http://user:hunter2@") + "?api_key=topsecret"
     verifier = make(jwks_url=url, clock=clock)
     token = sign(rsa_key, "RS256", kid="r1")
-    with caplog.at_level(logging.WARNING, logger="pgbell.tokens"):
+    with caplog.at_level(logging.WARNING, logger="pgbell.jwks"):
         await refused(verifier, token)
         await refused(verifier, token)
     assert jwks.requests == 1  # a failing JWKS is not hammered either
@@ -607,7 +607,7 @@ async def test_close_closes_the_session_and_is_safe_twice(jwks, ec_key):
     verifier = TokenVerifier(jwks_url=jwks.url)
     await verifier.close()  # nothing opened yet
     assert await user_of(verifier, sign(ec_key, "ES256", kid="e1")) == "42"
-    session = verifier._session
+    session = verifier._jwks._session
     await verifier.close()
     await verifier.close()
     assert session is not None and session.closed
