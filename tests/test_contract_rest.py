@@ -287,17 +287,25 @@ async def test_missing_malformed_badly_signed_or_alg_none_tokens_are_401(
             assert_error(status, body, 401, "unauthorized")
 
 
-@pytest.mark.parametrize("subject", ["ann", "99999999999999999999", "0", "9f1c0b3e-5d2a-4c1e"])
-async def test_any_text_subject_is_a_recipient_but_not_a_demo_user(server, http, subject):
+@pytest.mark.parametrize(
+    "subject", ["ann", "99999999999999999999", "0", "424242", "9f1c0b3e-5d2a-4c1e"]
+)
+async def test_any_text_subject_is_a_recipient_but_not_a_demo_user(
+    server, http, database_url, subject
+):
     """v2: recipients are the application's ids as text; the demo's deals
     are for pgbell's own users only."""
+    deal_id = insert_deal(database_url, "Acme", add_user(database_url, "ann"))
     token = mint(subject)
     status, body = await rest(http, "GET", f"{server.base}/notifications", token=token)
     assert (status, body["items"], body["unread_count"]) == (200, [], 0), body
-    status, body = await rest(
-        http, "POST", f"{server.base}/deals", token=token, json={"title": "x", "amount": 1}
-    )
-    assert_error(status, body, 403, "forbidden")
+    for method, path, payload in (
+        ("POST", "/deals", {"title": "x", "amount": 1}),
+        ("GET", f"/deals/{deal_id}", None),
+        ("POST", f"/deals/{deal_id}/payments", {"amount": 1}),
+    ):
+        status, body = await rest(http, method, server.base + path, token=token, json=payload)
+        assert_error(status, body, 403, "forbidden")
 
 
 async def test_expired_token_is_401_token_expired(server, http, database_url):

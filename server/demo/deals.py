@@ -60,7 +60,9 @@ async def _demo_user(request: web.Request) -> int:
         )
     caller = await authenticate(request)
     uid = caller.user_id
-    if not (uid.isascii() and uid.isdigit() and 0 < int(uid) <= validate.MAX_ID):
+    if not (uid.isascii() and uid.isdigit() and 0 < int(uid) <= validate.MAX_ID) or not (
+        await request.app[keys.POOL].fetchval(Q.user_exists, int(uid))
+    ):
         raise ApiError(403, "forbidden", "the demo's deals are for pgbell's own users")
     return int(uid)
 

@@ -165,6 +165,19 @@ async def metrics(request: web.Request) -> web.Response:
         "Logins answered 429 after too many failures (PGBELL_LOGIN_MAX_FAILURES).",
         app[keys.LOGIN_THROTTLE].rejected,
     )
+    jwks = app[keys.VERIFIER].stats
+    w.single(
+        "pgbell_jwks_fetches_total",
+        "counter",
+        "JWKS fetches begun (PGBELL_JWT_JWKS_URL): first use, unknown kid or stale keys.",
+        jwks.jwks_fetches,
+    )
+    w.single(
+        "pgbell_jwks_failures_total",
+        "counter",
+        "JWKS fetches that failed; the cached keys stayed in use.",
+        jwks.jwks_failures,
+    )
     usage = await _queue_usage(app[keys.POOL])
     if usage is not None:
         w.single(

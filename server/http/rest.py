@@ -23,9 +23,6 @@ async def login(request: web.Request) -> web.Response:
     """pgbell's own login (standalone mode and the demo). An application that
     issues its own tokens does not need it."""
     settings = request.app[keys.SETTINGS]
-    body = await validate.json_object(request)
-    username = validate.string(body, "username", 1, 150)
-    password = validate.string(body, "password", 1, 1024)
     if not settings.jwt_secret:
         raise ApiError(
             404,
@@ -33,6 +30,9 @@ async def login(request: web.Request) -> web.Response:
             "pgbell's own login is off: this server checks the application's tokens"
             " (PGBELL_JWT_SECRET is not set)",
         )
+    body = await validate.json_object(request)
+    username = validate.string(body, "username", 1, 150)
+    password = validate.string(body, "password", 1, 1024)
     row = await request.app[keys.POOL].fetchrow(Q.user_by_name, username)
     # verify even for an unknown user: same answer, same time
     if not verify_password(row["password_hash"] if row else None, password) or row is None:
