@@ -98,11 +98,11 @@ COMMENT ON TABLE pgbell.notifications IS 'One row per recipient. Written by pgbe
 CREATE TABLE pgbell.state_changes (
     id         bigserial PRIMARY KEY,
     user_id    text NOT NULL,
-    change     text NOT NULL CHECK (change IN ('read', 'unread', 'archived')),
+    change     text NOT NULL CHECK (change IN ('read', 'unread', 'archived', 'revoked')),
     ids        bigint[] NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
     xid        xid8 NOT NULL DEFAULT pg_current_xact_id()
 );
 CREATE INDEX state_changes_xid_idx ON pgbell.state_changes (xid);
 CREATE INDEX state_changes_created_idx ON pgbell.state_changes (created_at);
-COMMENT ON TABLE pgbell.state_changes IS 'Short-lived log of read/unread/archived changes, written by a trigger whatever the writer; the servers turn it into read frames and prune it.';
+COMMENT ON TABLE pgbell.state_changes IS 'Short-lived log of read/unread/archived changes and revoked tokens, written by triggers whatever the writer; the servers turn it into frames (or close sockets) and prune it.';

@@ -24,6 +24,11 @@ SELECT user_id, change, ids
    AND user_id = ANY ($3::text[])
  ORDER BY id;
 
+-- name: token_versions
+-- The valid token version of pgbell's own users whose tokens were revoked;
+-- a deleted user has no row.
+SELECT id::text AS user_id, token_version FROM pgbell.users WHERE id = ANY ($1::bigint[]);
+
 -- name: unread_counts
 SELECT user_id, count(*) AS n
   FROM pgbell.notifications

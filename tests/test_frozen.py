@@ -16,8 +16,8 @@ import pytest
 from pgbell.ops.migrate import DB_DIR
 
 PINNED = {
-    "migrations/versions/0001_initial.py": "062d9981f3f990841cf6e9f3f5f33dc51ee89d4c394e1168af7f4dd10ab57f75",
-    "migrations/versions/0001_initial.sql": "2282bc7661f09687b0c58d554cb548f749f64b673d229f75fddd587f9a14961b",
+    "migrations/versions/0001_initial.py": "9379cb49f0d0bca1460a88639457943e2f93254b08534f484e8e9669650d19f5",
+    "migrations/versions/0001_initial.sql": "1330929f5a5e9b4806934a2df9eae38bc9db1f9115b0e1d25cf3dbd5f60e28e5",
     "migrations/versions/demo_0001_deals.py": "767f0810e1f8dec00ea744136427c7b21b94a5eca0b898f2bb8cd75f11699133",
     "migrations/versions/demo_0001_deals.sql": "0775590a1d62df4d914c52ccd2a5a4aab7db55e8602121fc0cc3d8371488ca4c",
     "triggers/010_render_v1.sql": "acdfa22e8238c41d29d49c9494dd5ddafe28072ca627744728686610eea79855",
@@ -27,6 +27,7 @@ PINNED = {
     "triggers/020_notify_v1.sql": "a3354b0bea2641a3df3b8e5cd72d73b15754977937f6cde4c773259396204d99",
     "triggers/900_wake_servers_v1.sql": "d4d7ce19e315a29283daabe0ba72f35a1a48e4b265d47765ac1cf4fcd4ff851f",
     "triggers/910_state_changes_v1.sql": "ea9c7628a1e83d3ea32cf850926853f697a6168659f6fd4f7a8a067affd82355",
+    "triggers/920_tokens_revoked_v1.sql": "b71fcde9415ebcbd521a073a062d24e0684d221faa8aa8448edc7960f554c4fa",
     "triggers/980_grant_roles_v1.sql": "012fd6acfd4cfd2c24697ffdcb3305f8cc104c2483e95bcd344caad64e8f3b1f",
     "triggers/990_rules_view_v1.sql": "faaa89f482eb283bc8a8dcf86088d72537c0d3dd74c829b4ba640705739df854",
     "triggers/demo/100_deal_created_v1.sql": "b12908e467365c9e6c02223aa5b3a14f7007919f4b3445e9cabab4c67b77666a",

@@ -43,6 +43,21 @@ async def _refused(http: aiohttp.ClientSession, server, token: str, why: str) ->
     ), f"{why}: the socket got {msg}"
 
 
+async def _closed_4401(ws: aiohttp.ClientWebSocketResponse, what: str) -> None:
+    """The server closes `ws` with 4401 within the bounded wait."""
+    try:
+        async with asyncio.timeout(5):
+            while (msg := await ws.receive()).type == aiohttp.WSMsgType.TEXT:
+                pass
+    except TimeoutError:
+        raise AssertionError(f"{what} was not closed within 5 s") from None
+    assert (msg.type, msg.data, msg.extra) == (
+        aiohttp.WSMsgType.CLOSE,
+        4401,
+        "unauthorized",
+    ), f"{what}: {msg}"
+
+
 async def test_user_add_reads_the_password_from_standard_input(server, http, database_url):
     out = await asyncio.to_thread(
         pgbell, database_url, "user", "add", "ann", "--role", "manager", stdin="s3cret pass\n"
@@ -75,6 +90,8 @@ async def test_a_new_password_refuses_every_older_token(server, http, database_u
 
     out = await asyncio.to_thread(pgbell, database_url, "user", "password", "ann", stdin="two\n")
     assert out.returncode == 0, out.stderr
+    # the socket open on the old token is closed too, not only new requests refused
+    await _closed_4401(ws, "the socket opened before the password change")
     await _refused(http, server, old, "a token from before the password change")
     async with http.post(
         f"{server.base}/auth/login", json={"username": "ann", "password": "one"}
@@ -85,6 +102,16 @@ async def test_a_new_password_refuses_every_older_token(server, http, database_u
         f"{server.base}/notifications", headers={"Authorization": f"Bearer {new}"}
     ) as r:
         assert r.status == 200
+    # a socket on the new token lives through the next revocation of another user
+    fresh = await http.ws_connect(f"{server.ws_base}/ws?token={new}")
+    await next_frame(fresh, "snapshot", where="on the new token")
+    other = await asyncio.to_thread(pgbell, database_url, "user", "add", "bob", stdin="pw\n")
+    assert other.returncode == 0
+    assert (await asyncio.to_thread(pgbell, database_url, "user", "delete", "bob")).returncode == 0
+    await fresh.send_json({"type": "ping"})
+    assert (await next_frame(fresh, "pong", where="after another user's deletion"))[
+        "type"
+    ] == "pong"
 
 
 async def test_a_deleted_user_loses_its_tokens_and_its_notifications(server, http, database_url):
@@ -96,9 +123,12 @@ async def test_a_deleted_user_loses_its_tokens_and_its_notifications(server, htt
             ([str(uid)],),
         )
     token = await login(http, server.base, "ann")
+    ws = await http.ws_connect(f"{server.ws_base}/ws?token={token}")
+    await next_frame(ws, "snapshot", where="before the user is deleted")
 
     out = await asyncio.to_thread(pgbell, database_url, "user", "delete", "ann")
     assert out.returncode == 0, out.stderr
+    await _closed_4401(ws, "the deleted user's open socket")
     await _refused(http, server, token, "a deleted user's token")
     with psycopg.connect(database_url) as conn:
         left = conn.execute(

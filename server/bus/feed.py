@@ -38,6 +38,16 @@ class Frame:
     created_at: float | None = None  # epoch seconds of the row, for latency metrics
 
 
+@dataclass(frozen=True)
+class Batch:
+    """What one poll found: frames to route, and the recipients whose older
+    tokens were revoked, each with the token version still valid (None: the
+    user is gone, no pgbell token of theirs is valid)."""
+
+    frames: list[Frame]
+    revoked: dict[str, int | None]
+
+
 @dataclass
 class FeedStats:
     polls: int = 0
@@ -63,11 +73,11 @@ class Feed:
         row = await conn.fetchrow(Q.current_snapshot)
         return Cursor(row["xmax"], tuple(row["xip"]))
 
-    async def poll(self) -> list[Frame]:
+    async def poll(self) -> Batch:
         """Everything committed since the last poll, as frames in id order."""
         if self._cursor is None:
             await self.start()
-            return []
+            return Batch([], {})
         prev = self._cursor
         async with self._pool.acquire() as conn:
             # One snapshot for the cursor, the rows and the counts, so they agree.
@@ -76,11 +86,13 @@ class Feed:
                 # Read the users only now: a socket registered after this
                 # point takes its own snapshot later, which sees these rows.
                 users = self._connected_users()
-                notes, changes, counts = [], [], {}
+                notes, changes, counts, revoked = [], [], {}, {}
                 if users:
                     xip = list(prev.xip)
                     notes = await conn.fetch(Q.new_notifications, prev.xmax, xip, users)
                     changes = await conn.fetch(Q.new_state_changes, prev.xmax, xip, users)
+                    revoked = await _revoked(conn, changes)
+                    changes = [r for r in changes if r["change"] != "revoked"]
                     touched = {r["user_id"] for r in notes} | {r["user_id"] for r in changes}
                     if touched:
                         rows = await conn.fetch(Q.unread_counts, list(touched))
@@ -90,7 +102,19 @@ class Feed:
         self.stats.notifications_fetched += len(notes)
         self.stats.state_changes_fetched += len(changes)
         self.stats.last_batch = len(notes) + len(changes)
-        return _frames(notes, changes, counts)
+        return Batch(_frames(notes, changes, counts), revoked)
+
+
+async def _revoked(conn: asyncpg.Connection, changes) -> dict[str, int | None]:
+    """Recipients whose pgbell tokens were revoked, with the version still valid."""
+    users = {r["user_id"] for r in changes if r["change"] == "revoked"}
+    if not users:
+        return {}
+    # only pgbell's own users are revoked, and their ids are bigints
+    ids = [int(u) for u in users if u.isascii() and u.isdigit() and int(u) < 2**63]
+    rows = await conn.fetch(Q.token_versions, ids)
+    valid = {r["user_id"]: r["token_version"] for r in rows}
+    return {u: valid.get(u) for u in users}
 
 
 def _frames(notes, changes, counts: dict[str, int]) -> list[Frame]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -19,6 +20,8 @@ from pgbell.bus.histogram import Histogram
 log = logging.getLogger(__name__)
 
 SLOW_CONSUMER_CLOSE = 1013
+REVOKED_CLOSE = 4401  # as for any refused token
+MAX_REMEMBERED_REVOCATIONS = 100_000
 
 
 @dataclass
@@ -39,8 +42,12 @@ class Subscriber:
         close: Callable[[int, str], Awaitable[None]],
         queue_size: int,
         stats: HubStats,
+        token_version: int | None = None,
     ) -> None:
         self.user_id = user_id
+        # the version a pgbell-issued token carries; None for the
+        # application's tokens, which pgbell does not revoke
+        self.token_version = token_version
         self._send = send
         self._close = close
         self._queue: asyncio.Queue[tuple[str, frozenset[int], float | None]] = asyncio.Queue(
@@ -64,10 +71,14 @@ class Subscriber:
         except asyncio.QueueFull:
             self._stats.slow_consumers_closed += 1
             log.warning("closing slow consumer", extra={"user_id": self.user_id})
-            self.closed = True
-            asyncio.get_running_loop().create_task(
-                self._close(SLOW_CONSUMER_CLOSE, "slow_consumer")
-            )
+            self.close_now(SLOW_CONSUMER_CLOSE, "slow_consumer")
+
+    def close_now(self, code: int, reason: str) -> None:
+        """Close this socket without waiting; frames still queued are dropped."""
+        if self.closed:
+            return
+        self.closed = True
+        asyncio.get_running_loop().create_task(self._close(code, reason))
 
     def start(self, already_sent: frozenset[int] = frozenset()) -> None:
         """Begin sending queued frames, skipping notifications already sent in
@@ -102,10 +113,31 @@ class Subscriber:
 class Hub:
     def __init__(self) -> None:
         self._by_user: dict[str, set[Subscriber]] = {}
+        # the token version still valid per user, after a revocation, so that
+        # a socket whose token was checked just before it lands is caught too
+        self._valid_version: OrderedDict[str, int | None] = OrderedDict()
         self.stats = HubStats()
 
     def add(self, sub: Subscriber) -> None:
         self._by_user.setdefault(sub.user_id, set()).add(sub)
+        if sub.user_id in self._valid_version:
+            self._revoke_if_older(sub, self._valid_version[sub.user_id])
+
+    def revoke(self, user_id: str, valid_version: int | None) -> int:
+        """Close (4401) the user's sockets whose pgbell token is not of
+        `valid_version` (None: none is valid); returns how many."""
+        self._valid_version[user_id] = valid_version
+        self._valid_version.move_to_end(user_id)
+        while len(self._valid_version) > MAX_REMEMBERED_REVOCATIONS:
+            self._valid_version.popitem(last=False)
+        return sum(self._revoke_if_older(s, valid_version) for s in self._by_user.get(user_id, ()))
+
+    @staticmethod
+    def _revoke_if_older(sub: Subscriber, valid_version: int | None) -> bool:
+        if sub.token_version is None or sub.token_version == valid_version:
+            return False
+        sub.close_now(REVOKED_CLOSE, "unauthorized")
+        return True
 
     def remove(self, sub: Subscriber) -> None:
         subs = self._by_user.get(sub.user_id)

@@ -86,8 +86,11 @@ async def _fanout(app: web.Application) -> AsyncIterator[None]:
     app[keys.FEED] = feed
 
     async def deliver() -> None:
-        for frame in await feed.poll():
+        batch = await feed.poll()
+        for frame in batch.frames:
             hub.publish(frame.user_id, frame.text, frame.ids, frame.created_at)
+        for user_id, valid_version in batch.revoked.items():
+            hub.revoke(user_id, valid_version)
 
     listener = Listener(app[keys.SETTINGS].database_url, deliver, app[keys.SETTINGS].poll_interval)
     app[keys.LISTENER] = listener

@@ -19,7 +19,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from pgbell.bus import wire
 from pgbell.bus.hub import Subscriber
 from pgbell.http import cors, keys, validate
-from pgbell.http.auth import bearer, identify
+from pgbell.http.auth import OWN_TOKEN_VERSION, bearer, identify
 from pgbell.http.errors import DATABASE_UNAVAILABLE, ApiError, database_unavailable
 from pgbell.sql import Q
 from pgbell.tokens import Identity, TokenError
@@ -101,7 +101,14 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     except ValueError as e:
         since, since_error = None, str(e)
 
-    sub = Subscriber(caller.user_id, ws.send_str, _closer(ws), settings.send_queue_size, hub.stats)
+    sub = Subscriber(
+        caller.user_id,
+        ws.send_str,
+        _closer(ws),
+        settings.send_queue_size,
+        hub.stats,
+        token_version=caller.claims.get(OWN_TOKEN_VERSION),
+    )
     # Register before the snapshot: a row committed after it is queued live,
     # one committed before it is in it, and the writer skips the overlap.
     hub.add(sub)

@@ -29,6 +29,7 @@ TRIGGER_FILES = [
     "020_notify_v1.sql",
     "900_wake_servers_v1.sql",
     "910_state_changes_v1.sql",
+    "920_tokens_revoked_v1.sql",
     "980_grant_roles_v1.sql",
     "990_rules_view_v1.sql",
 ]
@@ -58,7 +59,8 @@ def downgrade() -> None:
                       pgbell.role_members(text), pgbell.render_v1(text, jsonb),
                       pgbell.report_problem_v1(text, text, text, text[]),
                       pgbell.action_url_ok_v1(text), pgbell.wake_servers_v1(),
-                      pgbell.state_changes_v1(), pgbell.grant_roles_v1();
+                      pgbell.state_changes_v1(), pgbell.tokens_revoked_v1(),
+                      pgbell.grant_roles_v1();
         DROP TYPE pgbell.priority;
         """
     )
