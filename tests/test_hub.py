@@ -97,3 +97,42 @@ def test_histogram_buckets_are_cumulative():
     assert h.cumulative() == [("0.1", 2), ("1", 3), ("+Inf", 4)]
     assert h.count == 4 and abs(h.sum - 3.65) < 1e-9
     assert isinstance(HubStats().latency, Histogram)
+
+
+def _versioned(hub: Hub, user_id: str, token_version: int | None):
+    sock = FakeSocket()
+    sub = Subscriber(user_id, sock.send, sock.close, 16, hub.stats, token_version=token_version)
+    hub.add(sub)
+    sub.start()
+    return sub, sock
+
+
+async def test_revoke_closes_older_pgbell_tokens_only():
+    hub = Hub()
+    old, old_sock = _versioned(hub, "5", 1)
+    current, current_sock = _versioned(hub, "5", 2)
+    app_token, _ = _versioned(hub, "5", None)  # the application's: never revoked by pgbell
+    other, _ = _versioned(hub, "6", 1)
+    assert hub.revoke("5", 2) == 1
+    await wait_until(lambda: old_sock.closed, "the old token's socket closing")
+    assert old_sock.closed == (4401, "unauthorized")
+    for sub in (current, app_token, other):
+        assert not sub.closed, "only the older pgbell token of that user is closed"
+    # a deleted user: no pgbell token of theirs is valid
+    assert hub.revoke("5", None) == 1
+    await wait_until(lambda: current_sock.closed, "the current token's socket closing")
+    assert not app_token.closed and not other.closed
+    for sub in (old, current, app_token, other):
+        await sub.stop()
+
+
+async def test_a_socket_registering_after_the_revocation_is_closed_too():
+    hub = Hub()
+    hub.revoke("5", 3)  # seen by the feed while this socket's token was being checked
+    late, sock = _versioned(hub, "5", 2)
+    await wait_until(lambda: sock.closed, "the late socket closing")
+    assert sock.closed == (4401, "unauthorized")
+    fresh, fresh_sock = _versioned(hub, "5", 3)
+    assert not fresh.closed and fresh_sock.closed is None
+    await late.stop()
+    await fresh.stop()

@@ -134,7 +134,7 @@ class Hub:
 
     @staticmethod
     def _revoke_if_older(sub: Subscriber, valid_version: int | None) -> bool:
-        if sub.token_version is None or sub.token_version == valid_version:
+        if sub.closed or sub.token_version is None or sub.token_version == valid_version:
             return False
         sub.close_now(REVOKED_CLOSE, "unauthorized")
         return True
