@@ -39,6 +39,7 @@ def test_rules_lists_every_trigger_from_the_catalog(database_url):
         "_110_payment_received_v1",
         "_900_wake_servers_v1",
         "_910_state_changes_v1",
+        "_920_tokens_revoked_v1",
     }
     assert (
         "deals" in rows["_100_deal_created_v1"] and "AFTER INSERT" in rows["_100_deal_created_v1"]
