@@ -100,6 +100,22 @@ export class PgBellClient extends EventTarget {
     return body.user;
   }
 
+  /**
+   * Use a token your application issued (signed with a key pgbell trusts)
+   * instead of login(): stores the session as login() does and starts, so
+   * pgbell's /auth/login is never called. `expiresIn` is in seconds, like
+   * login's `expires_in`. Returns what start() returns.
+   */
+  useToken(token, { user = null, expiresIn } = {}) {
+    const session = {
+      token,
+      user,
+      expiresAt: typeof expiresIn === "number" ? Date.now() + expiresIn * 1000 : null,
+    };
+    this.storage.setItem(this.options.storageKey, JSON.stringify(session));
+    return this.start();
+  }
+
   /** Forget the session in this and every other tab, close the socket. */
   logout() {
     this._post({ type: "logout" });
