@@ -126,7 +126,7 @@ async def start_pgbell(opts: Options, logs: Path, procs: list[ServerProcess]) ->
         # the baseline logs at WARNING without an access log; same here
         PGBELL_LOG_LEVEL="WARNING",
     )
-    await run_bounded([str(pgbell), "migrate"], env, ROOT, timeout=120)
+    await run_bounded([str(pgbell), "migrate", "--demo"], env, ROOT, timeout=120)
     await asyncio.to_thread(insert_pgbell_users, opts.pgbell_url, opts.users, opts.managers)
     port = free_port()
     proc = ServerProcess(
