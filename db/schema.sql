@@ -52,14 +52,14 @@ CREATE TABLE pgbell.template_problems (
 COMMENT ON TABLE pgbell.template_problems IS 'What pgbell.notify() had to work around: placeholders without data (left visible in the text) and action URLs that were neither a relative path nor http(s) (stored as NULL).';
 
 CREATE TABLE pgbell.global_preferences (
-    user_id      text PRIMARY KEY CHECK (length(user_id) BETWEEN 1 AND 255),
+    user_id      text COLLATE "C" PRIMARY KEY CHECK (length(user_id) BETWEEN 1 AND 255),
     muted        boolean NOT NULL DEFAULT false,
     min_priority pgbell.priority NOT NULL DEFAULT 'low'
 );
 COMMENT ON TABLE pgbell.global_preferences IS 'Per recipient, for every kind: mute all, or a minimum priority. urgent is always delivered.';
 
 CREATE TABLE pgbell.preferences (
-    user_id      text NOT NULL CHECK (length(user_id) BETWEEN 1 AND 255),
+    user_id      text COLLATE "C" NOT NULL CHECK (length(user_id) BETWEEN 1 AND 255),
     kind         text NOT NULL REFERENCES pgbell.templates (kind) ON DELETE CASCADE ON UPDATE CASCADE,
     muted        boolean NOT NULL DEFAULT false,
     min_priority pgbell.priority,  -- NULL: the recipient's global min_priority
@@ -71,7 +71,7 @@ CREATE TABLE pgbell.notifications (
     id          bigserial PRIMARY KEY,
     -- The application's user id, as text ('42', a UUID, ...); no foreign
     -- key: the users live in the application's own tables.
-    user_id     text NOT NULL CHECK (length(user_id) BETWEEN 1 AND 255),
+    user_id     text COLLATE "C" NOT NULL CHECK (length(user_id) BETWEEN 1 AND 255),
     kind        text NOT NULL,
     title       text NOT NULL,
     body        text NOT NULL DEFAULT '',
@@ -97,7 +97,7 @@ COMMENT ON TABLE pgbell.notifications IS 'One row per recipient. Written by pgbe
 
 CREATE TABLE pgbell.state_changes (
     id         bigserial PRIMARY KEY,
-    user_id    text NOT NULL,
+    user_id    text COLLATE "C" NOT NULL,
     change     text NOT NULL CHECK (change IN ('read', 'unread', 'archived', 'revoked')),
     ids        bigint[] NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),

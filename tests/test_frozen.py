@@ -17,7 +17,7 @@ from pgbell.ops.migrate import DB_DIR
 
 PINNED = {
     "migrations/versions/0001_initial.py": "9379cb49f0d0bca1460a88639457943e2f93254b08534f484e8e9669650d19f5",
-    "migrations/versions/0001_initial.sql": "1330929f5a5e9b4806934a2df9eae38bc9db1f9115b0e1d25cf3dbd5f60e28e5",
+    "migrations/versions/0001_initial.sql": "a53e8fc11b6aa6ccfc0d1bb800411106abd712668fec5994fe74c5aef8c417c4",
     "migrations/versions/demo_0001_deals.py": "767f0810e1f8dec00ea744136427c7b21b94a5eca0b898f2bb8cd75f11699133",
     "migrations/versions/demo_0001_deals.sql": "0775590a1d62df4d914c52ccd2a5a4aab7db55e8602121fc0cc3d8371488ca4c",
     "triggers/010_render_v1.sql": "acdfa22e8238c41d29d49c9494dd5ddafe28072ca627744728686610eea79855",
