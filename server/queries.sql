@@ -8,6 +8,10 @@ SELECT pg_snapshot_xmax(s)::text AS xmax,
        array(SELECT x::text FROM pg_snapshot_xip(s) AS x) AS xip
   FROM pg_current_snapshot() AS s;
 
+-- name: custom_plans
+-- For the feed's transaction: its queries are planned with their values.
+SET LOCAL plan_cache_mode = force_custom_plan;
+
 -- name: new_notifications
 -- Rows committed since the previous snapshot ($1 xmax, $2 xip), for the users
 -- connected to this server ($3), in one query whatever their number.

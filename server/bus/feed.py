@@ -82,6 +82,9 @@ class Feed:
         async with self._pool.acquire() as conn:
             # One snapshot for the cursor, the rows and the counts, so they agree.
             async with conn.transaction(isolation="repeatable_read", readonly=True):
+                # A generic plan cannot know how narrow `xid >= $1` is and scans
+                # every row of the connected users instead: plan with the values.
+                await conn.execute(Q.custom_plans)
                 cursor = await self._snapshot(conn)
                 # Read the users only now: a socket registered after this
                 # point takes its own snapshot later, which sees these rows.
