@@ -29,6 +29,19 @@ log = logging.getLogger(__name__)
 STATE_CHANGES_KEEP_SECONDS = 600
 
 
+class PooledConnection(asyncpg.Connection):
+    """A pool connection that skips asyncpg's reset query on release.
+
+    pgbell keeps no session state on pool connections: no SET but SET LOCAL,
+    no LISTEN (the listener has its own connection), no session advisory
+    locks, no cursors outside a transaction. asyncpg still rolls back an open
+    transaction on release; the reset query (UNLISTEN, RESET ALL, ...) would
+    only add a round trip to every request."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     app[keys.POOL] = await asyncpg.create_pool(
@@ -37,6 +50,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         max_size=settings.db_pool_max,
         command_timeout=30,
         server_settings={"application_name": "pgbell"},
+        connection_class=PooledConnection,
     )
     try:
         app[keys.SCHEMA] = await _check_schema(app[keys.POOL])
