@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
-
-from alembic.config import Config
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
+from typing import TYPE_CHECKING
 
 from pgbell.resources import sql_dir
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 VERSION_SCHEMA = "pgbell"
 VERSION_TABLE = "alembic_version"
@@ -33,6 +34,10 @@ def branch_of(revision: str) -> str:
 
 
 def alembic_config() -> Config:
+    # alembic (and SQLAlchemy under it) is imported only when needed: the
+    # commands that never touch migrations start a third of a second sooner
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(sql_dir() / "migrations"))
     return cfg
@@ -40,6 +45,8 @@ def alembic_config() -> Config:
 
 @cache
 def _script() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -50,6 +57,8 @@ def heads(script: ScriptDirectory | None = None) -> dict[str, str]:
 
 
 def _known(revision: str, script: ScriptDirectory) -> bool:
+    from alembic.util import CommandError
+
     try:
         return script.get_revision(revision) is not None
     except CommandError:
