@@ -123,6 +123,11 @@ def _claim(raw: str) -> str:
     return claim
 
 
+def _default_login_threads() -> int:
+    """All cores but one: the event loop keeps a core while passwords are checked."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -149,6 +154,20 @@ class Settings:
     metrics_token: str = field(default="", repr=False)
     login_max_failures: int = 10
     login_window: float = 300.0
+    # failed logins per client address in the window, whatever the usernames
+    login_max_failures_per_address: int = 100
+    # password checks (argon2, CPU-bound) run in this many threads, off the
+    # event loop; at most login_max_pending wait for one, more answer 429
+    login_threads: int = 1
+    login_max_pending: int = 16
+    # bytes queued for one socket before it is closed 1013 (slow consumer)
+    send_buffer_bytes: int = 4 * 1024 * 1024
+    # bytes of `missed` in a resume snapshot; the rest is paged over REST
+    resume_max_bytes: int = 1024 * 1024
+    # read frames a socket may send per second (a burst of twice as many)
+    ws_reads_per_second: float = 20.0
+    # deals one user may create per minute (the demo)
+    deals_per_minute: int = 60
     cors_origins: tuple[str, ...] = ()
     trusted_proxies: tuple[Network, ...] = ()
 
@@ -189,6 +208,19 @@ class Settings:
             cors_origins=_origins(env.get("PGBELL_CORS_ORIGINS", "")),
             trusted_proxies=_proxies(env.get("PGBELL_TRUSTED_PROXIES", "")),
             max_sockets_per_user=_int(env, "PGBELL_MAX_SOCKETS_PER_USER", 50, 1, 100_000),
+            login_max_failures_per_address=_int(
+                env, "PGBELL_LOGIN_MAX_FAILURES_PER_ADDRESS", 100, 1, 1_000_000
+            ),
+            login_threads=_int(env, "PGBELL_LOGIN_THREADS", _default_login_threads(), 1, 64),
+            login_max_pending=_int(env, "PGBELL_LOGIN_MAX_PENDING", 16, 1, 10_000),
+            send_buffer_bytes=_int(
+                env, "PGBELL_SEND_BUFFER_BYTES", 4 * 1024 * 1024, 64 * 1024, 1024**3
+            ),
+            resume_max_bytes=_int(
+                env, "PGBELL_RESUME_MAX_BYTES", 1024 * 1024, 16 * 1024, 256 * 1024 * 1024
+            ),
+            ws_reads_per_second=_float(env, "PGBELL_WS_READS_PER_SECOND", 20.0, 0.1, 100_000.0),
+            deals_per_minute=_int(env, "PGBELL_DEALS_PER_MINUTE", 60, 1, 1_000_000),
         )
         if not (values["jwt_secret"] or values["jwt_public_key"] or values["jwt_jwks_url"]):
             raise ConfigError(
