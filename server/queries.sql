@@ -101,17 +101,37 @@ SELECT token_version FROM pgbell.users WHERE id = $1;
 -- name: user_exists
 SELECT EXISTS (SELECT 1 FROM pgbell.users WHERE id = $1);
 
+-- The demo's rules, each checked in the statement that acts: a manager is a
+-- pgbell user whose roles (read now, not from the token) include 'manager'.
+
 -- name: insert_deal
+-- The caller ($4) creates a deal for itself, or for anyone while a manager;
+-- no row: not allowed, and nothing was inserted (nor the owner looked up).
 INSERT INTO public.deals (title, amount, owner_id, created_by)
-VALUES ($1, $2, $3, $4)
+SELECT $1, $2, $3::bigint, $4::bigint
+ WHERE $3::bigint = $4::bigint
+    OR EXISTS (SELECT 1 FROM pgbell.users u WHERE u.id = $4::bigint AND 'manager' = ANY (u.roles))
 RETURNING id, title, amount, owner_id, created_by, created_at;
 
 -- name: get_deal
-SELECT id, title, amount, owner_id, created_by, created_at FROM public.deals WHERE id = $1;
+-- Deal $1 as the caller ($2) may see it: its owner, its creator or a manager;
+-- no row: unknown or not the caller's, alike.
+SELECT d.id, d.title, d.amount, d.owner_id, d.created_by, d.created_at
+  FROM public.deals d
+ WHERE d.id = $1
+   AND ($2::bigint IN (d.owner_id, d.created_by)
+        OR EXISTS (SELECT 1 FROM pgbell.users u
+                    WHERE u.id = $2::bigint AND 'manager' = ANY (u.roles)));
 
 -- name: insert_payment
+-- A payment by the caller ($3) on a deal it owns, or on any while a manager;
+-- no row: the deal is unknown or not the caller's to pay.
 INSERT INTO public.payments (deal_id, amount, created_by)
-SELECT d.id, $2, $3 FROM public.deals d WHERE d.id = $1
+SELECT d.id, $2, $3::bigint FROM public.deals d
+ WHERE d.id = $1
+   AND (d.owner_id = $3::bigint
+        OR EXISTS (SELECT 1 FROM pgbell.users u
+                    WHERE u.id = $3::bigint AND 'manager' = ANY (u.roles)))
 RETURNING id, deal_id, amount, created_by, created_at;
 
 -- name: prune_state_changes
