@@ -107,9 +107,11 @@ def insert_pgbell_users(url: str, users: int, managers: int) -> None:
         conn.execute(
             "INSERT INTO pgbell.users (username, password_hash, roles)"
             " SELECT 'user' || i, %s,"
-            "        CASE WHEN i < %s THEN '{manager}'::text[] ELSE '{}'::text[] END"
+            "        CASE WHEN i < %s OR i = %s - 1 THEN '{manager}'::text[] ELSE '{}'::text[] END"
             "   FROM generate_series(0, %s - 1) AS i ORDER BY i",
-            (pw_hash, managers, users),
+            # the writer (the last user) is a manager too: in the demo only a
+            # manager creates deals for other owners. It holds no socket.
+            (pw_hash, managers, users, users),
         )
 
 
@@ -125,6 +127,8 @@ async def start_pgbell(opts: Options, logs: Path, procs: list[ServerProcess]) ->
         PGBELL_JWT_SECRET=secrets.token_urlsafe(36),
         # the baseline logs at WARNING without an access log; same here
         PGBELL_LOG_LEVEL="WARNING",
+        # the writer creates hundreds of deals a second; the baseline has no limit
+        PGBELL_DEALS_PER_MINUTE="1000000",
     )
     await run_bounded([str(pgbell), "migrate", "--demo"], env, ROOT, timeout=120)
     await asyncio.to_thread(insert_pgbell_users, opts.pgbell_url, opts.users, opts.managers)
