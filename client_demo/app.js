@@ -51,17 +51,6 @@ function render(state) {
   $("empty").hidden = items.length > 0;
 }
 
-/** Only same-origin paths and http(s) links are followed; never javascript: URLs. */
-function safeUrl(raw) {
-  if (!raw) return null;
-  try {
-    const url = new URL(raw, location.href);
-    return url.protocol === "http:" || url.protocol === "https:" ? raw : null;
-  } catch {
-    return null;
-  }
-}
-
 function renderItem(n) {
   const li = document.createElement("li");
   li.className = `note note-${n.priority}`;
@@ -70,7 +59,7 @@ function renderItem(n) {
   li.dataset.priority = n.priority;
   li.dataset.read = n.read_at ? "true" : "false";
 
-  const href = safeUrl(n.action_url);
+  const href = client.actionUrl(n); // this origin only: anything else is shown, not followed
   const link = document.createElement(href ? "a" : "button");
   link.className = "note-link";
   if (href) link.href = href;
@@ -104,7 +93,7 @@ function renderItem(n) {
 function openNotification(event, n) {
   event.preventDefault();
   client.markRead(n.id).catch((err) => notice(`Could not mark it read: ${err.message}`));
-  const href = safeUrl(n.action_url);
+  const href = client.actionUrl(n);
   if (href) navigate(href);
 }
 
@@ -118,7 +107,7 @@ function toast(n) {
   el.dataset.id = String(n.id);
   if (n.priority === "urgent") el.setAttribute("role", "alert");
 
-  const href = safeUrl(n.action_url);
+  const href = client.actionUrl(n);
   const text = document.createElement(href ? "a" : "div");
   text.className = "toast-text";
   if (href) {
@@ -205,6 +194,8 @@ client.addEventListener("change", (e) => {
 });
 client.addEventListener("notification", (e) => toast(e.detail.notification));
 client.addEventListener("logout", (e) => showLogin(e.detail.message));
+// this tab's login, its session after a reload, or a login in another tab
+client.addEventListener("login", () => showApp());
 
 $("login-form").addEventListener("submit", async (e) => {
   e.preventDefault();
@@ -212,7 +203,6 @@ $("login-form").addEventListener("submit", async (e) => {
   button.disabled = true;
   try {
     await client.login($("login-username").value.trim(), $("login-password").value);
-    showApp();
   } catch (err) {
     showLogin(err.code === "invalid_credentials" ? "Wrong username or password." : err.message);
   } finally {
@@ -254,10 +244,7 @@ document.addEventListener("click", (e) => {
 });
 window.addEventListener("popstate", route);
 
-// A login in another tab starts this one too.
-window.addEventListener("storage", (e) => {
-  if (e.key === client.options.storageKey && e.newValue && client.start()) showApp();
+// This tab's session survives a reload; a new tab gets an open tab's.
+client.restore().then((started) => {
+  if (!started && $("login-view").hidden) showLogin($("login-error").textContent);
 });
-
-if (client.start()) showApp();
-else if (!client.state.user && $("login-view").hidden) showLogin($("login-error").textContent);

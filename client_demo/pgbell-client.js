@@ -10,15 +10,23 @@
 // leader tab closes, the browser hands the lock to the next tab, which
 // resumes from the highest id it has seen, so no notification is lost.
 //
+// The session (token, user, expiry) lives in memory and in the tab's own
+// sessionStorage, so a reload keeps it, but never in localStorage, where it
+// would outlive the browser session. A tab opened later asks the open tabs
+// for it over the same BroadcastChannel; a login, a new token or a logout
+// in one tab is posted there for all of them.
+//
 // See docs/client.md for the API.
 
 const DEFAULTS = {
   baseUrl: "", // same origin
-  storage: null, // default: window.localStorage (shared by tabs)
+  storage: null, // default: window.sessionStorage (this tab only); false: memory only
   storageKey: "pgbell.session",
-  crossTab: true, // share one socket between tabs (Web Locks + BroadcastChannel)
+  crossTab: true, // share one socket and the session between tabs
   channelName: "pgbell",
   lockName: "pgbell-leader",
+  askTabsMs: 300, // how long restore() waits for an open tab to hand over its session
+  allowedLinkOrigins: [], // origins besides the page's own whose action_url is followed
   backoffBaseMs: 500,
   backoffMaxMs: 30000,
   stableAfterMs: 10000, // a connection up this long resets the backoff
@@ -43,6 +51,55 @@ const AUTH_CLOSE = 4401;
 const EXPIRED_MESSAGE = "Your session expired, please log in again.";
 const UNAUTHORIZED_MESSAGE = "You were signed out, please log in again.";
 
+/** The configured storage: sessionStorage unless told otherwise; `false` is none. */
+function pickStorage(option) {
+  if (option === false) return null;
+  if (option) return option;
+  try {
+    return globalThis.sessionStorage ?? null;
+  } catch {
+    return null; // a sandboxed frame, or storage blocked by the user
+  }
+}
+
+/** Older versions kept the session in localStorage: remove what they left. */
+function forgetLegacySession(storage, key) {
+  try {
+    const legacy = globalThis.localStorage;
+    if (legacy && legacy !== storage) legacy.removeItem(key);
+  } catch {
+    /* no localStorage here: nothing was left in it */
+  }
+}
+
+/** `value` if it looks like a session {token, user, expiresAt}, else null. */
+function asSession(value) {
+  if (!value || typeof value !== "object" || typeof value.token !== "string") return null;
+  return { token: value.token, user: value.user ?? null, expiresAt: value.expiresAt ?? null };
+}
+
+function expired(session) {
+  return typeof session.expiresAt === "number" && session.expiresAt <= Date.now();
+}
+
+/** The origins of `allowedLinkOrigins`; a wrong entry fails loudly, never widens. */
+function origins(list) {
+  return new Set(
+    (list ?? []).map((entry) => {
+      let url = null;
+      try {
+        url = new URL(entry);
+      } catch {
+        /* not an absolute URL: reported below */
+      }
+      if (url?.protocol !== "http:" && url?.protocol !== "https:") {
+        throw new TypeError(`allowedLinkOrigins: not an http(s) origin: ${entry}`);
+      }
+      return url.origin;
+    }),
+  );
+}
+
 function emptyState() {
   return {
     user: null,
@@ -58,8 +115,13 @@ export class PgBellClient extends EventTarget {
   constructor(options = {}) {
     super();
     this.options = { ...DEFAULTS, ...options };
-    this.storage = this.options.storage ?? globalThis.localStorage;
+    this.storage = pickStorage(this.options.storage);
     this.state = emptyState();
+    this._linkOrigins = origins(this.options.allowedLinkOrigins);
+    // names this tab in the channel, so an answer to its `ask` reaches it alone
+    this._tabId = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+    forgetLegacySession(this.storage, this.options.storageKey);
+    this._session = this._load();
     this._ws = null;
     this._timers = new Set();
     this._retryTimer = null;
@@ -72,74 +134,68 @@ export class PgBellClient extends EventTarget {
     this._releaseLock = null;
     this._channel = null;
     this._onOnline = () => this._connectNow();
-    this._onStorage = (e) => this._storageChanged(e);
   }
 
   // ---- session -----------------------------------------------------------
 
-  /** The stored session {token, user, expiresAt} or null. */
+  /** This tab's session {token, user, expiresAt} or null. */
   get session() {
-    try {
-      const raw = this.storage.getItem(this.options.storageKey);
-      return raw ? JSON.parse(raw) : null;
-    } catch {
-      return null;
-    }
+    return this._session;
   }
 
-  /** POST /auth/login; stores the session and starts. Throws PgBellError. */
+  /**
+   * POST /auth/login; keeps the session, hands it to every other tab and
+   * starts. Throws PgBellError.
+   */
   async login(username, password) {
     const body = await this._fetch("POST", "/auth/login", { username, password }, false);
-    const session = {
-      token: body.token,
-      user: body.user,
-      expiresAt: Date.now() + body.expires_in * 1000,
-    };
-    this.storage.setItem(this.options.storageKey, JSON.stringify(session));
-    this.start();
+    this._useSession(
+      { token: body.token, user: body.user, expiresAt: Date.now() + body.expires_in * 1000 },
+      true,
+    );
     return body.user;
   }
 
   /**
    * Use a token your application issued (signed with a key pgbell trusts)
-   * instead of login(): stores the session as login() does and starts, so
-   * pgbell's /auth/login is never called. `expiresIn` is in seconds, like
-   * login's `expires_in`. Returns what start() returns.
+   * instead of login(): keeps the session as login() does, hands it to every
+   * other tab and starts, so pgbell's /auth/login is never called.
+   * `expiresIn` is in seconds, like login's `expires_in`. Returns what
+   * start() returns.
    */
   useToken(token, { user = null, expiresIn } = {}) {
-    const session = {
-      token,
-      user,
-      expiresAt: typeof expiresIn === "number" ? Date.now() + expiresIn * 1000 : null,
-    };
-    this.storage.setItem(this.options.storageKey, JSON.stringify(session));
-    return this.start();
+    const expiresAt = typeof expiresIn === "number" ? Date.now() + expiresIn * 1000 : null;
+    return this._useSession({ token, user, expiresAt }, true);
   }
 
   /** Forget the session in this and every other tab, close the socket. */
   logout() {
-    this._post({ type: "logout" });
+    // a tab that is logged out already has no session to end elsewhere
+    if (this._running) this._post({ type: "logout" });
     this._end({ reason: "logout", message: "" });
   }
 
-  /** Start with the stored session, if any. Returns whether one was found. */
+  /**
+   * Start with this tab's session (kept across a reload), if any; emits
+   * `login`. Returns whether it started. Without a session it asks the
+   * other tabs for theirs: an answer, or a later login in any tab, starts
+   * this one too and emits `login` (restore() waits for that answer).
+   */
   start() {
-    const session = this.session;
-    if (!session) return false;
-    if (session.expiresAt && session.expiresAt <= Date.now()) {
+    this._listen();
+    if (this._session && expired(this._session)) {
       this._end({ reason: "token_expired", message: EXPIRED_MESSAGE });
+    }
+    const session = this._session;
+    if (!session) {
+      this._post({ type: "ask", from: this._tabId });
       return false;
     }
     if (this._running) return true;
     this._running = true;
     this.state = { ...emptyState(), user: session.user, status: "connecting" };
     globalThis.addEventListener?.("online", this._onOnline);
-    globalThis.addEventListener?.("storage", this._onStorage);
-    const canShare =
-      this.options.crossTab && globalThis.navigator?.locks && globalThis.BroadcastChannel;
-    if (canShare) {
-      this._channel = new BroadcastChannel(this.options.channelName);
-      this._channel.onmessage = (e) => this._fromChannel(e.data);
+    if (this._channel) {
       this._post({ type: "hello" });
       this._lockAbort = new AbortController();
       navigator.locks
@@ -157,7 +213,55 @@ export class PgBellClient extends EventTarget {
       this._becomeLeader();
     }
     this._changed();
+    this._emit("login", { user: session.user });
     return true;
+  }
+
+  /**
+   * start(), and when this tab has no session, wait for an open tab to hand
+   * over its own. Resolves to whether the client started: at once with a
+   * session of this tab, or once a tab answered; false at once when no tab
+   * holds the leader lock (none is logged in), or after `askTabsMs`.
+   */
+  async restore() {
+    if (this.start()) return true;
+    if (!this._channel) return false;
+    try {
+      const { held = [] } = await navigator.locks.query();
+      if (!held.some((lock) => lock.name === this.options.lockName)) return this._running;
+    } catch {
+      // no way to tell whether a tab is logged in: wait for an answer
+    }
+    if (this._running) return true;
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.removeEventListener("login", done);
+        resolve(this._running);
+      };
+      const timer = setTimeout(done, this.options.askTabsMs);
+      this.addEventListener("login", done);
+    });
+  }
+
+  /**
+   * Where a click on this notification may go: its action_url resolved
+   * against the page, as an absolute URL, when that is on the page's own
+   * origin or on one of `allowedLinkOrigins`; otherwise null, and the page
+   * shows the notification without following it.
+   */
+  actionUrl(notification) {
+    const raw = notification?.action_url;
+    if (typeof raw !== "string" || raw === "") return null;
+    let url;
+    try {
+      url = new URL(raw, globalThis.location?.href);
+    } catch {
+      return null;
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") return null;
+    const own = url.origin === globalThis.location?.origin;
+    return own || this._linkOrigins.has(url.origin) ? url.href : null;
   }
 
   // ---- actions -----------------------------------------------------------
@@ -215,8 +319,21 @@ export class PgBellClient extends EventTarget {
     this._connect();
   }
 
+  /**
+   * Open the BroadcastChannel once: from then on this tab hears the other
+   * tabs' logins and logouts, even while it is logged out itself. It is
+   * same-origin by construction, so only this site's pages hear the session.
+   */
+  _listen() {
+    const canShare =
+      this.options.crossTab && globalThis.navigator?.locks && globalThis.BroadcastChannel;
+    if (!canShare || this._channel) return;
+    this._channel = new BroadcastChannel(this.options.channelName);
+    this._channel.onmessage = (e) => this._fromChannel(e.data);
+  }
+
   _post(message) {
-    const user = this.session?.user ?? this.state.user;
+    const user = this._session?.user ?? this.state.user;
     try {
       this._channel?.postMessage({ ...message, userId: user?.id ?? null });
     } catch {
@@ -225,7 +342,22 @@ export class PgBellClient extends EventTarget {
   }
 
   _fromChannel(msg) {
-    if (!msg || !this._running) return;
+    if (!msg) return;
+    if (msg.type === "ask") {
+      // a tab without a session: hand it ours (it alone takes the answer)
+      if (this._running && this._session) {
+        this._post({ type: "session", session: this._session, to: msg.from });
+      }
+      return;
+    }
+    if (msg.type === "session") {
+      // an answer to another tab's ask, or to ours once we have one, is not news
+      if (msg.to != null && (msg.to !== this._tabId || this._running)) return;
+      const session = asSession(msg.session);
+      if (session && !expired(session)) this._useSession(session, false);
+      return;
+    }
+    if (!this._running) return;
     if (msg.userId != null && this.state.user && msg.userId !== this.state.user.id) return;
     switch (msg.type) {
       case "hello":
@@ -244,10 +376,10 @@ export class PgBellClient extends EventTarget {
         this._applyRead(msg.ids, msg.unread_count);
         break;
       case "auth":
-        this._end({ reason: msg.reason, message: msg.message }, false);
+        this._end({ reason: msg.reason, message: msg.message });
         break;
       case "logout":
-        this._end({ reason: "logout", message: "" }, false);
+        this._end({ reason: "logout", message: "" });
         break;
     }
   }
@@ -257,9 +389,47 @@ export class PgBellClient extends EventTarget {
     return { status, notifications, unreadCount, highestId };
   }
 
-  _storageChanged(e) {
-    if (e.key !== this.options.storageKey) return;
-    if (!e.newValue && this._running) this._end({ reason: "logout", message: "" }, false);
+  /**
+   * Make `session` this tab's (memory and storage) and start with it.
+   * Another user's session ends the current one first; the same user's new
+   * token replaces the old one, and the next connect uses it. `announce`
+   * posts it to every other tab, which do the same.
+   */
+  _useSession(session, announce) {
+    this._listen();
+    if (this._running && this._session?.user?.id !== session.user?.id) {
+      this._end({ reason: "logout", message: "" });
+    }
+    this._session = session;
+    this._save(session);
+    if (announce) this._post({ type: "session", session });
+    return this._running || this.start();
+  }
+
+  _load() {
+    try {
+      const raw = this.storage?.getItem(this.options.storageKey);
+      return raw ? asSession(JSON.parse(raw)) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  _save(session) {
+    try {
+      this.storage?.setItem(this.options.storageKey, JSON.stringify(session));
+    } catch {
+      // storage full or blocked: the session lives in memory only
+    }
+  }
+
+  _forget() {
+    this._session = null;
+    try {
+      this.storage?.removeItem(this.options.storageKey);
+    } catch {
+      /* storage unavailable */
+    }
   }
 
   // ---- the socket --------------------------------------------------------
@@ -268,7 +438,7 @@ export class PgBellClient extends EventTarget {
     const base = new URL(this.options.baseUrl || "/", globalThis.location?.href);
     const url = new URL("/ws", base);
     url.protocol = base.protocol === "https:" ? "wss:" : "ws:";
-    url.searchParams.set("token", this.session?.token ?? "");
+    url.searchParams.set("token", this._session?.token ?? "");
     if (this.state.highestId > 0) url.searchParams.set("since", String(this.state.highestId));
     return url.toString();
   }
@@ -276,7 +446,7 @@ export class PgBellClient extends EventTarget {
   _connect() {
     this._retryTimer = null;
     if (!this._running || !this._leader || this._ws) return;
-    if (!this.session) return this._end({ reason: "unauthorized", message: UNAUTHORIZED_MESSAGE });
+    if (!this._session) return this._end({ reason: "unauthorized", message: UNAUTHORIZED_MESSAGE });
     let ws;
     try {
       ws = new WebSocket(this._wsUrl());
@@ -493,22 +663,22 @@ export class PgBellClient extends EventTarget {
 
   _authFailed(reason) {
     const message = reason === "token_expired" ? EXPIRED_MESSAGE : UNAUTHORIZED_MESSAGE;
-    this._post({ type: "auth", reason, message });
+    // A call made while logged out (or answered after a logout) concerns
+    // this tab alone: the others may have logged in since.
+    if (this._running) this._post({ type: "auth", reason, message });
     this._end({ reason, message });
   }
 
-  /** Stop everything and forget the session; emits `logout` {reason, message}. */
-  _end(detail, clearStorage = true) {
+  /**
+   * Stop everything and forget this tab's session (each tab clears its own
+   * storage); emits `logout` {reason, message}. The channel stays open, so
+   * a later login in another tab still reaches this one.
+   */
+  _end(detail) {
     const wasRunning = this._running;
     this._running = false;
     this._leader = false;
-    if (clearStorage) {
-      try {
-        this.storage.removeItem(this.options.storageKey);
-      } catch {
-        /* storage unavailable */
-      }
-    }
+    this._forget();
     clearTimeout(this._retryTimer);
     this._stopPolling();
     const ws = this._ws;
@@ -524,10 +694,7 @@ export class PgBellClient extends EventTarget {
     this._lockAbort?.abort();
     this._releaseLock?.();
     this._lockAbort = this._releaseLock = null;
-    this._channel?.close();
-    this._channel = null;
     globalThis.removeEventListener?.("online", this._onOnline);
-    globalThis.removeEventListener?.("storage", this._onStorage);
     this.state = emptyState();
     if (wasRunning || detail.message) {
       this._emit("change", { state: this.state });
@@ -541,7 +708,7 @@ export class PgBellClient extends EventTarget {
     const headers = { Accept: "application/json" };
     if (json !== undefined) headers["Content-Type"] = "application/json";
     if (auth) {
-      const token = this.session?.token;
+      const token = this._session?.token;
       if (!token) {
         this._authFailed("unauthorized");
         throw new PgBellError(401, "unauthorized", UNAUTHORIZED_MESSAGE);

@@ -51,7 +51,8 @@ async def browser() -> AsyncIterator:
 
 @pytest.fixture
 async def context(browser) -> AsyncIterator:
-    """One browser profile: its tabs share localStorage, locks and channels."""
+    """One browser profile: its tabs share Web Locks and BroadcastChannels
+    (each keeps its own sessionStorage)."""
     ctx = await browser.new_context(viewport={"width": 1200, "height": 800})
     ctx.set_default_timeout(10_000)
     try:

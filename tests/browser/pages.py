@@ -51,6 +51,19 @@ async def expect_unread(page: Page, count: int, timeout: float = 5_000, why: str
     ).to_have_text(str(count), timeout=timeout)
 
 
+async def web_storage(page: Page, which: str) -> dict[str, str]:
+    """Every key and value of the page's `localStorage` or `sessionStorage`."""
+    return await page.evaluate(
+        """(which) => {
+            const store = window[which];
+            const all = {};
+            for (let i = 0; i < store.length; i++) all[store.key(i)] = store.getItem(store.key(i));
+            return all;
+        }""",
+        which,
+    )
+
+
 def item(page: Page, note_id: int):
     return page.locator(f'[data-testid="notification-item"][data-id="{note_id}"]')
 

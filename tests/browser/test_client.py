@@ -220,7 +220,7 @@ async def test_expired_token_returns_to_login(short_token_server, database_url, 
         "expired", timeout=10_000
     )
     await expect(page.get_by_test_id("login-username")).to_be_visible()
-    stored = await page.evaluate("localStorage.getItem('pgbell.session')")
+    stored = await page.evaluate("sessionStorage.getItem('pgbell.session')")
     assert stored is None, "the expired token is still stored"
 
     # a reload stays logged out
@@ -305,4 +305,4 @@ async def test_deal_form_mark_all_read_and_logout_across_tabs(server, database_u
     for tab in (tab_a, tab_b):
         await expect(tab.get_by_test_id("login-submit"), "a tab stayed logged in").to_be_visible()
         await expect(tab.get_by_test_id("login-error")).to_be_hidden()
-    assert await tab_b.evaluate("localStorage.getItem('pgbell.session')") is None
+    assert await tab_b.evaluate("sessionStorage.getItem('pgbell.session')") is None
