@@ -413,7 +413,9 @@ async def test_resume_since_another_users_id_shows_nothing_of_theirs(server, htt
     await ws.close()
 
 
-async def test_resume_past_10000_missed_is_truncated_and_says_so(server, http, database_url):
+async def test_resume_past_10000_missed_is_truncated_and_says_so(start_server, http, database_url):
+    # the count bound alone: 10,000 rows of ~170 bytes pass the default byte bound
+    server = await start_server(PGBELL_RESUME_MAX_BYTES=str(16 * 1024 * 1024))
     uid = add_user(database_url, "ann")
     await _sql(
         database_url,

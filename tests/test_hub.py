@@ -78,6 +78,34 @@ async def test_a_socket_that_never_reads_is_closed_and_others_keep_going():
         await sub.stop()
 
 
+async def test_a_socket_is_closed_by_bytes_buffered_before_its_frame_cap():
+    hub = Hub()
+    sock = FakeSocket(stuck=True)
+    sub = Subscriber(1, sock.send, sock.close, 1000, hub.stats, max_bytes=100)
+    hub.add(sub)
+    sub.start()
+    hub.publish(1, "a" * 40)  # taken by the writer, stuck in send: still buffered
+    hub.publish(1, "\u00e9" * 20)  # 20 characters, 40 bytes of UTF-8
+    assert sub.buffered_bytes == 80 and not sub.closed
+    hub.publish(1, "c" * 40)  # 120 bytes would wait: past the bound
+    await wait_until(lambda: sock.closed is not None, "the socket closed by bytes")
+    assert sock.closed == (SLOW_CONSUMER_CLOSE, "slow_consumer")
+    assert hub.stats.slow_consumers_closed == 1
+    await sub.stop()
+
+
+async def test_one_frame_larger_than_the_byte_bound_still_goes_alone():
+    hub = Hub()
+    sock = FakeSocket()
+    sub = Subscriber(1, sock.send, sock.close, 16, hub.stats, max_bytes=100)
+    hub.add(sub)
+    sub.start()
+    hub.publish(1, "x" * 500)
+    await wait_until(lambda: sock.sent, "the large frame")
+    assert sock.closed is None and sub.buffered_bytes == 0
+    await sub.stop()
+
+
 async def test_deliveries_and_latency_count_notification_frames_only():
     hub = Hub()
     sub, sock = subscribe(hub, 1)

@@ -1,9 +1,10 @@
 """Fan-out: user id -> that user's open sockets. Knows nothing of PostgreSQL.
 
 Each socket has a bounded queue and one writer task, so a client that does
-not read only ever fills its own queue: when the queue is full the socket is
-closed (1013, try again later) and counted, and the client's reconnect with
-?since= recovers what it did not receive. The other sockets never wait.
+not read only ever fills its own queue: when the queue is full (in frames, or
+in bytes buffered) the socket is closed (1013, try again later) and counted,
+and the client's reconnect with ?since= recovers what it did not receive.
+The other sockets never wait.
 """
 
 from __future__ import annotations
@@ -32,8 +33,17 @@ class HubStats:
     latency: Histogram = field(default_factory=Histogram)  # created_at -> written
 
 
+def frame_bytes(frame: str) -> int:
+    """The size of a text frame on the wire (UTF-8); cheap for ASCII text."""
+    return len(frame) if frame.isascii() else len(frame.encode())
+
+
 class Subscriber:
-    """One socket as the hub sees it: a user id, a queue, a send and a close."""
+    """One socket as the hub sees it: a user id, a queue, a send and a close.
+
+    The queue holds at most `queue_size` frames and, when `max_bytes` is set,
+    at most `max_bytes` bytes of frames not yet written (the one being
+    written included): a client that does not read is closed past either."""
 
     def __init__(
         self,
@@ -43,6 +53,7 @@ class Subscriber:
         queue_size: int,
         stats: HubStats,
         token_version: int | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self.user_id = user_id
         # the version a pgbell-issued token carries; None for the
@@ -50,28 +61,53 @@ class Subscriber:
         self.token_version = token_version
         self._send = send
         self._close = close
-        self._queue: asyncio.Queue[tuple[str, frozenset[int], float | None]] = asyncio.Queue(
+        self._queue: asyncio.Queue[tuple[str, frozenset[int], float | None, int]] = asyncio.Queue(
             queue_size
         )
+        self._max_bytes = max_bytes
+        self.buffered_bytes = 0
         self._stats = stats
         self._task: asyncio.Task[None] | None = None
         self._skip: frozenset[int] = frozenset()
         self.closed = False
 
     def offer(
-        self, frame: str, ids: frozenset[int] = frozenset(), created_at: float | None = None
+        self,
+        frame: str,
+        ids: frozenset[int] = frozenset(),
+        created_at: float | None = None,
+        size: int | None = None,
     ) -> None:
         """Queue a frame without waiting; `ids` are the notification ids it
         carries, so frames already covered by the snapshot can be dropped;
-        `created_at` (epoch seconds) times a notification's delivery."""
+        `created_at` (epoch seconds) times a notification's delivery; `size`
+        is frame_bytes(frame), when the caller has it already."""
         if self.closed:
             return
+        size = frame_bytes(frame) if size is None else size
+        # A frame larger than the whole budget still goes when nothing else
+        # waits: one big notification must not close every socket of its user.
+        if (
+            self._max_bytes is not None
+            and self.buffered_bytes
+            and self.buffered_bytes + size > self._max_bytes
+        ):
+            self._slow_consumer()
+            return
         try:
-            self._queue.put_nowait((frame, ids, created_at))
+            self._queue.put_nowait((frame, ids, created_at, size))
         except asyncio.QueueFull:
-            self._stats.slow_consumers_closed += 1
-            log.warning("closing slow consumer", extra={"user_id": self.user_id})
-            self.close_now(SLOW_CONSUMER_CLOSE, "slow_consumer")
+            self._slow_consumer()
+            return
+        self.buffered_bytes += size
+
+    def _slow_consumer(self) -> None:
+        self._stats.slow_consumers_closed += 1
+        log.warning(
+            "closing slow consumer",
+            extra={"user_id": self.user_id, "buffered_bytes": self.buffered_bytes},
+        )
+        self.close_now(SLOW_CONSUMER_CLOSE, "slow_consumer")
 
     def close_now(self, code: int, reason: str) -> None:
         """Close this socket without waiting; frames still queued are dropped."""
@@ -88,13 +124,18 @@ class Subscriber:
 
     async def _writer(self) -> None:
         while True:
-            frame, ids, created_at = await self._queue.get()
+            frame, ids, created_at, size = await self._queue.get()
             if ids and ids <= self._skip:
+                self.buffered_bytes -= size
                 continue
             try:
+                # the frame counts as buffered until the transport took it:
+                # for a client that does not read, this await is where it waits
                 await self._send(frame)
             except (ConnectionError, RuntimeError):
                 return  # the socket is closing; its handler cleans up
+            finally:
+                self.buffered_bytes -= size
             self._stats.frames_sent += 1
             if created_at is not None:
                 self._stats.notifications_delivered += 1
@@ -164,8 +205,9 @@ class Hub:
     ) -> int:
         """Queue `frame` on every socket of `user_id`; returns how many."""
         subs = self._by_user.get(user_id, ())
+        size = frame_bytes(frame)
         for sub in tuple(subs):
-            sub.offer(frame, ids, created_at)
+            sub.offer(frame, ids, created_at, size)
         return len(subs)
 
     def all_subscribers(self) -> list[Subscriber]:

@@ -18,6 +18,7 @@ from pgbell.config import Settings
 from pgbell.demo import deals
 from pgbell.http import archive, cors, keys, metrics, middleware, openapi, preferences, rest
 from pgbell.http.errors import error_middleware
+from pgbell.http.headers import install_security_headers
 from pgbell.http.stats import HttpStats
 from pgbell.http.throttle import LoginThrottle
 from pgbell.http.ws import websocket_handler
@@ -153,7 +154,9 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_tokens)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_fanout)
+    app.on_startup.append(metrics.warn_if_closed)
     app.on_shutdown.append(_close_sockets)
+    install_security_headers(app)
     app.router.add_routes(rest.routes)
     app.router.add_routes(deals.routes)
     app.router.add_routes(preferences.routes)

@@ -1,7 +1,12 @@
 """Structured logs: one JSON object per line, never a token or a password.
 
-Access-log lines carry the request id and user id; `token=` in a query
-string is redacted before anything is written.
+Access-log lines carry the request id and user id. Their query strings keep
+the values of a few known, harmless parameters and redact every other
+value: aiohttp decodes query keys, so `?%74oken=` authenticates a socket as
+`?token=` does, and no pattern over the raw text can know every spelling.
+Every line, access log or not, also goes through redact(), which removes
+`token=` values (percent-encoded letters included) and anything shaped
+like a JWT.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import logging
 import re
 import sys
 import time
+from urllib.parse import unquote_plus
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -18,12 +24,50 @@ from aiohttp.abc import AbstractAccessLogger
 from pgbell.http import keys
 from pgbell.http.proxies import client_address
 
-_TOKEN_IN_QUERY = re.compile(r"(?i)(token=)[^&\s]*")
+# `token=` with any of its letters (or the `=`) percent-encoded, any case
+_TOKEN_IN_QUERY = re.compile(
+    r"(?i)((?:t|%74)(?:o|%6f)(?:k|%6b)(?:e|%65)(?:n|%6e)(?:=|%3d))[^&\s\"]*"
+)
+# header.payload[.signature] of a JWT: its header always starts {" (eyJ)
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?")
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+REDACTED = "[redacted]"
+
+# Query parameters whose values the access log keeps: ids, counts, flags.
+_LOGGED_PARAMS = frozenset({"since", "limit", "before", "unread"})
+# a key or kept value is logged only if it is this plain and this short
+_PLAIN = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
 
 def redact(text: str) -> str:
-    return _TOKEN_IN_QUERY.sub(r"\1[redacted]", text)
+    return _JWT.sub(REDACTED, _TOKEN_IN_QUERY.sub(rf"\1{REDACTED}", text))
+
+
+def _param(piece: str) -> str:
+    raw_key, sep, raw_value = piece.partition("=")
+    key = unquote_plus(raw_key)
+    if not _PLAIN.fullmatch(key):
+        return REDACTED
+    if not sep:
+        return key
+    value = unquote_plus(raw_value)
+    if key in _LOGGED_PARAMS and (value == "" or _PLAIN.fullmatch(value)):
+        return f"{key}={value}"
+    return f"{key}={REDACTED}"
+
+
+def loggable_target(request: web.BaseRequest) -> str:
+    """The request's path and query as the access log shows them: keys as
+    the server read them (decoded), the values of _LOGGED_PARAMS when plain,
+    every other value redacted, whatever its key or however it is spelled."""
+    url = request.rel_url
+    path = redact(url.raw_path)
+    query = url.raw_query_string
+    if not query:
+        return path
+    # split on ; as well as &: a piece split too finely only loses values
+    pieces = [p for p in re.split(r"[&;]", query) if p]
+    return path + "?" + "&".join(_param(p) for p in pieces)
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,8 +83,15 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = redact(value) if isinstance(value, str) else value
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """The human format, redacted like the JSON one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 def setup(level: str = "INFO", fmt: str = "json") -> None:
@@ -48,7 +99,7 @@ def setup(level: str = "INFO", fmt: str = "json") -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -62,7 +113,7 @@ class AccessLogger(AbstractAccessLogger):
                 "request_id": request.get(keys.REQUEST_ID),
                 "user_id": request.get(keys.USER_ID),
                 "method": request.method,
-                "path": redact(request.path_qs),
+                "path": loggable_target(request),
                 "status": response.status,
                 "duration_ms": round(time * 1000, 2),
                 "remote": client_address(request),

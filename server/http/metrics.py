@@ -6,11 +6,16 @@ database read at scrape time: pg_notification_queue_usage(), the fill level
 of PostgreSQL's NOTIFY queue, which stalls every writer when it is full.
 
 If PGBELL_METRICS_TOKEN is set, a scrape must carry it as a bearer token.
+If it is not, /metrics is open only on a server bound to loopback: bound to
+any other address (0.0.0.0, a public one, a host name) it answers 403, and
+the server says so in its log at start. The figures tell an outsider how
+many users are online and when, and /metrics is not worth a way in.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 from collections.abc import Iterable
 
@@ -72,10 +77,36 @@ async def _queue_usage(pool: asyncpg.Pool) -> float | None:
         return None
 
 
+def bound_to_loopback(host: str) -> bool:
+    """True for a bind address only this machine can reach."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name may resolve to anything
+
+
+CLOSED = (
+    "/metrics is closed: this server is bound to {host}, beyond loopback;"
+    " set PGBELL_METRICS_TOKEN and scrape with Authorization: Bearer <that token>"
+)
+
+
+async def warn_if_closed(app: web.Application) -> None:
+    """At start: tell the operator why a scrape will get 403 (on_startup)."""
+    settings = app[keys.SETTINGS]
+    if not settings.metrics_token and not bound_to_loopback(settings.host):
+        log.warning(CLOSED.format(host=settings.host))
+
+
 def _authorize(request: web.Request) -> None:
-    expected = request.app[keys.SETTINGS].metrics_token
+    settings = request.app[keys.SETTINGS]
+    expected = settings.metrics_token
     if not expected:
-        return
+        if bound_to_loopback(settings.host):
+            return
+        raise ApiError(403, "forbidden", CLOSED.format(host=settings.host))
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), expected):
         raise ApiError(401, "unauthorized", "this server's /metrics needs its metrics token")

@@ -15,14 +15,32 @@ from pgbell.http.errors import ApiError, invalid
 MAX_ID = 2**63 - 1
 
 
+class NestedTooDeeply(ValueError):
+    """JSON nested deeper than the parser follows."""
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """The JSON value `raw` spells. Every way parsing can fail raises a
+    ValueError and nothing else: not UTF-8 (UnicodeDecodeError), not JSON, or
+    nested deeper than the parser follows (NestedTooDeeply: json.loads raises
+    RecursionError there, which a caller catching ValueError would let
+    through as a 500)."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise NestedTooDeeply("JSON nested too deeply") from None
+
+
 async def json_object(request: web.Request) -> dict[str, Any]:
     # request.read() enforces client_max_size and raises 413 past it
     raw = await request.read()
     if not raw:
         raise ApiError(400, "invalid_request", "body: a JSON object is required")
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        body = parse_json(raw)
+    except NestedTooDeeply:
+        raise ApiError(400, "invalid_request", "body: JSON nested too deeply") from None
+    except ValueError:
         raise ApiError(400, "invalid_request", "body: not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_request", "body: must be a JSON object")

@@ -2,14 +2,14 @@
 
 Authenticate (a bad token still completes the handshake, then closes with
 4401 so a browser can tell it from a network failure), register with the
-hub, send the snapshot (with `missed` on a resume), then let the hub's
-writer stream live frames while this handler answers the client's frames.
+hub, send the snapshot (with `missed` on a resume, bounded in rows and in
+bytes), then let the hub's writer stream live frames while this handler
+answers the client's frames (`read` frames within a per-socket rate).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 
@@ -29,10 +29,36 @@ log = logging.getLogger(__name__)
 AUTH_CLOSE = 4401
 # One more socket than PGBELL_MAX_SOCKETS_PER_USER for one user, per process.
 TOO_MANY_CLOSE = 4429
-# A resume returns at most this many missed rows, oldest first, and says
-# so with "missed_truncated": the client pages the rest over REST.
+# A resume returns at most this many missed rows (and at most
+# PGBELL_RESUME_MAX_BYTES of them), oldest first, and says so with
+# "missed_truncated": the client pages the rest over REST.
 MAX_MISSED = 10_000
 MAX_READ_IDS = 1000
+# rows asked for at a time while filling `missed`, before the byte budget
+# gives a better guess; at most this many more
+FIRST_MISSED_BATCH = 32
+MAX_MISSED_BATCH = 1000
+
+
+class ReadBudget:
+    """A token bucket for one socket's `read` frames: `rate` a second, in
+    bursts of twice as many (at least one). Each read costs a database write;
+    a client looping on them must not turn one socket into a write storm."""
+
+    def __init__(self, rate: float) -> None:
+        self._rate = rate
+        self._capacity = max(1.0, 2 * rate)
+        self._tokens = self._capacity
+        self._at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._capacity, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
 
 def _token(request: web.Request) -> str:
@@ -49,22 +75,51 @@ def _since(request: web.Request) -> int | None:
     return int(raw)
 
 
-async def _snapshot(pool: asyncpg.Pool, user_id: str, since: int | None, size: int) -> dict:
+async def _missed(
+    conn: asyncpg.Connection, user_id: str, since: int, max_bytes: int
+) -> tuple[list[dict], bool]:
+    """The notifications a resume from `since` owes, oldest first, as many as
+    fit in MAX_MISSED rows and `max_bytes` of JSON; True when some were left
+    out. The first one always goes, however large, so that a client resuming
+    again from the last one it got always moves on. Rows are read through a
+    cursor, a batch at a time, so the server never holds much more than
+    `max_bytes` of them either. Runs inside the snapshot's transaction."""
+    cursor = await conn.cursor(Q.missed_since, user_id, since, MAX_MISSED + 1)
+    missed: list[dict] = []
+    used, batch = 1, FIRST_MISSED_BATCH  # "[" and "]"; each item adds itself and a comma
+    while True:
+        rows = await cursor.fetch(batch)
+        for row in rows:
+            item = wire.notification(row)
+            used += len(wire.dumps(item).encode()) + 1
+            if len(missed) == MAX_MISSED or (missed and used > max_bytes):
+                return missed, True
+            missed.append(item)
+        if len(rows) < batch:
+            return missed, False
+        # about as many rows as still fit, judging by those read so far
+        fit = (max_bytes - used) * len(missed) // max(used, 1)
+        batch = max(1, min(MAX_MISSED_BATCH, fit + 1))
+
+
+async def _snapshot(
+    pool: asyncpg.Pool, user_id: str, since: int | None, size: int, resume_max_bytes: int
+) -> dict:
     async with pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             count = await conn.fetchval(Q.unread_count, user_id)
             unread = await conn.fetch(Q.snapshot_unread, user_id, size)
             missed = None
             if since is not None:
-                missed = await conn.fetch(Q.missed_since, user_id, since, MAX_MISSED + 1)
+                missed, truncated = await _missed(conn, user_id, since, resume_max_bytes)
     frame = {
         "type": "snapshot",
         "unread_count": count,
         "notifications": [wire.notification(r) for r in unread],
     }
     if missed is not None:
-        frame["missed"] = [wire.notification(r) for r in missed[:MAX_MISSED]]
-        if len(missed) > MAX_MISSED:
+        frame["missed"] = missed
+        if truncated:
             frame["missed_truncated"] = True
     return frame
 
@@ -108,6 +163,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         settings.send_queue_size,
         hub.stats,
         token_version=caller.claims.get(OWN_TOKEN_VERSION),
+        max_bytes=settings.send_buffer_bytes,
     )
     # Register before the snapshot: a row committed after it is queued live,
     # one committed before it is in it, and the writer skips the overlap.
@@ -118,7 +174,13 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     )
     app[keys.SOCKETS].add(ws)
     try:
-        snapshot = await _snapshot(app[keys.POOL], caller.user_id, since, settings.snapshot_size)
+        snapshot = await _snapshot(
+            app[keys.POOL],
+            caller.user_id,
+            since,
+            settings.snapshot_size,
+            settings.resume_max_bytes,
+        )
         await ws.send_str(wire.dumps(snapshot))
         sent = {n["id"] for n in snapshot["notifications"]} | {
             n["id"] for n in snapshot.get("missed", [])
@@ -149,9 +211,10 @@ def _error(message: str, code: str = "invalid_request") -> str:
 async def _read_loop(
     ws: web.WebSocketResponse, sub: Subscriber, caller: Identity, app: web.Application
 ) -> None:
+    budget = ReadBudget(app[keys.SETTINGS].ws_reads_per_second)
     async for msg in ws:
         if msg.type == WSMsgType.TEXT:
-            answer = await _answer(msg.data, caller, app)
+            answer = await _answer(msg.data, caller, app, budget)
             if answer is not None:
                 sub.offer(answer)
         elif msg.type == WSMsgType.BINARY:
@@ -163,9 +226,13 @@ async def _read_loop(
         await ws.close(code=WSCloseCode.OK)
 
 
-async def _answer(data: str, caller: Identity, app: web.Application) -> str | None:
+async def _answer(
+    data: str, caller: Identity, app: web.Application, budget: ReadBudget
+) -> str | None:
     try:
-        frame = json.loads(data)
+        frame = validate.parse_json(data)
+    except validate.NestedTooDeeply:
+        return _error("the frame is JSON nested too deeply")
     except ValueError:
         return _error("the frame is not valid JSON")
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
@@ -174,6 +241,13 @@ async def _answer(data: str, caller: Identity, app: web.Application) -> str | No
     if kind == "ping":
         return wire.dumps({"type": "pong"})
     if kind == "read":
+        if not budget.take():
+            rate = app[keys.SETTINGS].ws_reads_per_second
+            return _error(
+                f"too many read frames: at most {rate:g} a second on one socket;"
+                " the refused ones changed nothing, send them again later",
+                code="rate_limited",
+            )
         ids = frame.get("ids")
         if (
             not isinstance(ids, list)

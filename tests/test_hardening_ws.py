@@ -1,0 +1,149 @@
+"""Hostile input over /ws against a real server: a frame nested past the
+parser's depth gets an error frame and the socket stays; a resume is bounded
+in bytes; a client that does not read is closed by bytes buffered, not only
+by frames queued; read frames are rate-limited per socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import psycopg
+
+from pgbell.http import keys
+from tests.contract_client import assert_silent, frame, open_socket, snapshot
+from tests.support import DEFAULT_WAIT, add_user, login, wait_until
+from tests.test_contract_slow_consumer import StalledClient
+
+DEPTH = 5000
+
+
+async def _next(ws, where: str) -> dict:
+    """The next frame, whatever its type; fails saying what did not arrive."""
+    try:
+        return json.loads(await asyncio.wait_for(ws.recv(), DEFAULT_WAIT))
+    except TimeoutError:
+        raise AssertionError(f"no frame {where} within {DEFAULT_WAIT} s") from None
+
+
+async def _notify(database_url: str, user_id: int, count: int, body: str = "") -> list[int]:
+    """`count` notifications for one user in one transaction; their ids, ascending."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        cur = await conn.execute(
+            "INSERT INTO pgbell.notifications (user_id, kind, title, body)"
+            " SELECT %s, 'bulk', 'Bulk ' || i, %s FROM generate_series(1, %s) AS i"
+            " RETURNING id",
+            (str(user_id), body, count),
+        )
+        return sorted(r[0] for r in await cur.fetchall())
+
+
+async def test_deeply_nested_frame_gets_an_error_and_the_socket_stays(server, http, database_url):
+    add_user(database_url, "ann")
+    ws = await open_socket(server.ws_base, await login(http, server.base, "ann"))
+    await snapshot(ws, "before the deep frames")
+    for deep in ("[" * DEPTH + "]" * DEPTH, '{"type":' * DEPTH + '"ping"' + "}" * DEPTH):
+        await ws.send(deep)
+        error = await frame(ws, "error", "after a frame nested 5000 deep")
+        assert error["error"]["code"] == "invalid_request", error
+        await assert_silent(ws, "after the deep frame")  # still answers a ping
+    await ws.close()
+
+
+async def test_resume_since_0_is_bounded_in_bytes_and_says_truncated(
+    start_server, http, database_url
+):
+    server = await start_server(PGBELL_RESUME_MAX_BYTES="16384")  # the least it may be
+    uid = add_user(database_url, "ann")
+    ids = await _notify(database_url, uid, 400, body="b" * 200)  # about 140 kB of JSON
+    ws = await open_socket(
+        server.ws_base, await login(http, server.base, "ann"), since=0, max_size=None
+    )
+    snap = await snapshot(ws, "on resume since=0 over 400 notifications")
+    missed = snap["missed"]
+    assert len(json.dumps(missed, separators=(",", ":")).encode()) <= 16384
+    assert snap.get("missed_truncated") is True, "a cut resume must say so"
+    # the oldest first, without a gap: the client pages the rest over REST
+    assert missed and [n["id"] for n in missed] == ids[: len(missed)]
+    await ws.close()
+
+
+async def test_resume_always_carries_at_least_one_notification(start_server, http, database_url):
+    """One notification larger than the bound still goes, alone: a client
+    resuming from just before it would otherwise never get past it."""
+    server = await start_server(PGBELL_RESUME_MAX_BYTES="16384")
+    uid = add_user(database_url, "ann")
+    big, small = await _notify(database_url, uid, 2, body="b" * 20_000)
+    ws = await open_socket(
+        server.ws_base, await login(http, server.base, "ann"), since=0, max_size=None
+    )
+    snap = await snapshot(ws, "on resume over a notification larger than the bound")
+    assert [n["id"] for n in snap["missed"]] == [big] and snap["missed_truncated"] is True
+    await ws.close()
+    ws = await open_socket(
+        server.ws_base, await login(http, server.base, "ann"), since=big, max_size=None
+    )
+    snap = await snapshot(ws, "on the next resume")
+    assert [n["id"] for n in snap["missed"]] == [small] and "missed_truncated" not in snap
+    await ws.close()
+
+
+async def test_client_that_does_not_read_is_closed_by_bytes_buffered(
+    start_server, http, database_url
+):
+    # 64 KiB buffered per socket at most; the frame cap stays at its 16384
+    server = await start_server(PGBELL_SEND_BUFFER_BYTES="65536")
+    assert server.pgbell_app[keys.SETTINGS].send_queue_size == 16384
+    stats = server.pgbell_app[keys.HUB].stats
+    uid = add_user(database_url, "ann")
+    token = await login(http, server.base, "ann")
+    healthy = await open_socket(server.ws_base, token, max_size=None)
+    await snapshot(healthy, "on the healthy socket")
+    stalled = StalledClient(server.host, server.port)
+    await stalled.handshake(token)
+    await wait_until(lambda: server.pgbell_app[keys.HUB].socket_count() == 2, "both sockets in")
+
+    sent = 0
+    try:
+        # one 32 kB notification per commit, each awaited on the healthy socket
+        while not stats.slow_consumers_closed and sent < 300:
+            await _notify(database_url, uid, 1, body="x" * 32_000)
+            sent += 1
+            await frame(healthy, "notification", f"#{sent} on the healthy socket")
+        assert stats.slow_consumers_closed == 1, (
+            f"a socket that read nothing was still open after {sent} frames of 32 kB"
+        )
+        assert await stalled.close_code() == 1013
+    finally:
+        stalled.close()
+    await assert_silent(healthy, "the healthy socket, after the stalled one was closed")
+    await healthy.close()
+
+
+async def test_a_burst_of_read_frames_is_rate_limited_and_the_socket_stays(
+    start_server, http, database_url
+):
+    # one read a second, bursts of two: 100 frames at once cannot all pass
+    server = await start_server(PGBELL_WS_READS_PER_SECOND="1")
+    uid = add_user(database_url, "ann")
+    (note,) = await _notify(database_url, uid, 1)
+    ws = await open_socket(server.ws_base, await login(http, server.base, "ann"))
+    await snapshot(ws, "before the burst")
+    for _ in range(100):
+        await ws.send(json.dumps({"type": "read", "ids": [note]}))
+    await ws.send(json.dumps({"type": "ping"}))
+    limited, kinds = 0, []
+    while True:  # frames to one socket keep their order: the pong comes last
+        got = await _next(ws, "after 100 read frames and a ping")
+        if got["type"] == "pong":
+            break
+        kinds.append(got["type"])
+        if got["type"] == "error":
+            assert got["error"]["code"] == "rate_limited", got
+            assert "read" in got["error"]["message"], got
+            limited += 1
+    # the bucket starts full: the first two went through, and the first of them read it
+    assert 1 <= limited <= 98, f"{limited} of 100 read frames were refused"
+    assert kinds.count("read") == 1, kinds
+    await assert_silent(ws, "after the burst")
+    await ws.close()
