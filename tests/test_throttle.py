@@ -1,12 +1,15 @@
-"""Login throttling: failed logins per (address, username) get 429 after a
-limit; the window, success and other usernames are honoured."""
+"""Login throttling: failed logins per (address, username) and per address
+get 429 after a limit; the window, success and other usernames are honoured,
+and attempts count before their answer (tests/test_login_hardening.py has
+the concurrent cases)."""
 
 from __future__ import annotations
 
 import pytest
 
 from pgbell.config import ConfigError, Settings
-from pgbell.http.throttle import LoginThrottle
+from pgbell.http import throttle
+from pgbell.http.throttle import LoginThrottle, Throttled
 from tests.support import add_user
 
 
@@ -18,28 +21,72 @@ class Clock:
         return self.now
 
 
+def _spend(t: LoginThrottle, address: str, username: str, times: int, clock: Clock) -> None:
+    """`times` failed logins, one a second."""
+    for _ in range(times):
+        t.begin(address, username)
+        clock.now += 1
+
+
 def test_failures_within_the_window_block_until_it_passes():
     clock = Clock()
-    t = LoginThrottle(max_failures=3, window=60, clock=clock)
-    key = ("10.0.0.1", "alice")
-    for _ in range(3):
-        assert t.retry_after(key) is None
-        t.failed(key)
-        clock.now += 1
-    assert t.retry_after(key) == 57  # now 1003; the first failure leaves the window at 1060
-    assert t.retry_after(("10.0.0.2", "alice")) is None
-    assert t.retry_after(("10.0.0.1", "bob")) is None
+    t = LoginThrottle(max_failures=3, window=60, max_failures_per_address=100, clock=clock)
+    _spend(t, "10.0.0.1", "alice", 3, clock)
+    with pytest.raises(Throttled) as refused:
+        t.begin("10.0.0.1", "alice")
+    assert refused.value.retry_after == 57  # now 1003; the first failure leaves at 1060
+    assert t.rejected == 1
+    t.begin("10.0.0.2", "alice")  # another address
+    t.begin("10.0.0.1", "bob")  # another user
     clock.now = 1060
-    assert t.retry_after(key) is None
+    t.begin("10.0.0.1", "alice")
 
 
-def test_success_clears_the_failures():
-    t = LoginThrottle(max_failures=2, window=60, clock=Clock())
-    key = ("10.0.0.1", "alice")
-    t.failed(key)
-    t.succeeded(key)
-    t.failed(key)
-    assert t.retry_after(key) is None
+def test_success_clears_the_users_failures_but_not_the_addresss():
+    clock = Clock()
+    t = LoginThrottle(max_failures=2, window=60, max_failures_per_address=3, clock=clock)
+    _spend(t, "10.0.0.1", "alice", 1, clock)
+    t.succeeded(t.begin("10.0.0.1", "alice"))
+    _spend(t, "10.0.0.1", "alice", 1, clock)  # one failure since the success: room for one more
+    # the success was given back to the address, the two failures were not
+    t.begin("10.0.0.1", "bob")
+    with pytest.raises(Throttled):
+        t.begin("10.0.0.1", "carol")
+
+
+def test_an_attempt_is_counted_before_its_answer_and_given_back_if_nothing_was_checked():
+    clock = Clock()
+    t = LoginThrottle(max_failures=2, window=60, max_failures_per_address=100, clock=clock)
+    first = t.begin("10.0.0.1", "alice")
+    t.begin("10.0.0.1", "alice")  # both still being checked
+    with pytest.raises(Throttled):
+        t.begin("10.0.0.1", "alice")
+    t.give_back(first)  # say the first was refused before its check
+    t.begin("10.0.0.1", "alice")
+
+
+def test_made_up_usernames_spend_the_address_budget_until_the_window_passes():
+    clock = Clock()
+    t = LoginThrottle(max_failures=10, window=60, max_failures_per_address=4, clock=clock)
+    for i in range(4):
+        t.begin("10.0.0.1", f"made-up-{i}")
+        clock.now += 1
+    with pytest.raises(Throttled) as refused:
+        t.begin("10.0.0.1", "alice")  # a real user, from that address: held up too
+    assert refused.value.retry_after == 56
+    t.begin("10.0.0.2", "made-up-0")  # another address has its own budget
+    clock.now = 1060
+    t.begin("10.0.0.1", "alice")
+
+
+def test_memory_is_bounded_by_the_key_caps(monkeypatch):
+    monkeypatch.setattr(throttle, "MAX_KEYS", 5)
+    monkeypatch.setattr(throttle, "MAX_ADDRESSES", 3)
+    clock = Clock()
+    t = LoginThrottle(max_failures=2, window=60, max_failures_per_address=50, clock=clock)
+    for i in range(20):
+        t.begin(f"10.0.0.{i % 4}", f"user{i}")
+    assert t.keys() == (5, 3)
 
 
 async def test_too_many_wrong_passwords_answer_429_with_retry_after(

@@ -150,7 +150,10 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.HUB] = Hub()
     app[keys.SOCKETS] = weakref.WeakSet()
     app[keys.HTTP_STATS] = HttpStats()
-    app[keys.LOGIN_THROTTLE] = LoginThrottle(settings.login_max_failures, settings.login_window)
+    app[keys.LOGIN_THROTTLE] = LoginThrottle(
+        settings.login_max_failures, settings.login_window, settings.login_max_failures_per_address
+    )
+    app.cleanup_ctx.append(middleware.password_checks)
     app.cleanup_ctx.append(_tokens)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_fanout)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from pgbell.config import Settings
     from pgbell.http.stats import HttpStats
     from pgbell.http.throttle import LoginThrottle
+    from pgbell.passwords import PasswordChecks
     from pgbell.schema import Verdict
     from pgbell.tokens import TokenVerifier
 
@@ -26,6 +27,7 @@ FEED: web.AppKey[Feed] = web.AppKey("feed")
 LISTENER: web.AppKey[Listener] = web.AppKey("listener")
 HTTP_STATS: web.AppKey[HttpStats] = web.AppKey("http_stats")
 LOGIN_THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("login_throttle")
+PASSWORD_CHECKS: web.AppKey[PasswordChecks] = web.AppKey("password_checks")
 VERIFIER: web.AppKey[TokenVerifier] = web.AppKey("verifier")
 SCHEMA: web.AppKey[Verdict] = web.AppKey("schema")
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")

@@ -10,12 +10,18 @@ from pgbell.bus import wire
 from pgbell.http import keys, validate
 from pgbell.http.auth import OWN_TOKEN_VERSION, authenticate
 from pgbell.http.errors import ApiError, not_found
-from pgbell.passwords import verify_password
+from pgbell.http.middleware import rate_limited
+from pgbell.passwords import ChecksBusy
 from pgbell.sql import Q
 from pgbell.tokens import issue_token
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+
+
+def _busy() -> web.Response:
+    # one second: a check takes a fraction of that, so a slot is free by then
+    return rate_limited("too many logins are being checked; try again in a moment", 1)
 
 
 @routes.post("/auth/login")
@@ -33,9 +39,15 @@ async def login(request: web.Request) -> web.Response:
     body = await validate.json_object(request)
     username = validate.string(body, "username", 1, 150)
     password = validate.string(body, "password", 1, 1024)
-    row = await request.app[keys.POOL].fetchrow(Q.user_by_name, username)
-    # verify even for an unknown user: same answer, same time
-    if not verify_password(row["password_hash"] if row else None, password) or row is None:
+    checks = request.app[keys.PASSWORD_CHECKS]
+    try:
+        checks.ensure_room()  # before the query too: a refused login costs nothing
+        row = await request.app[keys.POOL].fetchrow(Q.user_by_name, username)
+        # verify even for an unknown user: same answer, same time
+        ok = await checks.verify(row["password_hash"] if row else None, password)
+    except ChecksBusy:
+        return _busy()
+    if not ok or row is None:
         raise ApiError(401, "invalid_credentials", "wrong username or password")
     roles = list(row["roles"])
     token = issue_token(
