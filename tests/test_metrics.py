@@ -133,3 +133,25 @@ async def test_metrics_token_guards_the_scrape(start_server, http):
             assert (await r.json())["error"]["code"] == "unauthorized"
     samples = await scrape(http, srv.base, Authorization="Bearer scrape-secret")
     assert value(samples, "pgbell_listener_connected") in (0, 1)
+
+
+async def test_login_and_deal_limits_are_counted(start_server, http, database_url):
+    srv = await start_server(PGBELL_LOGIN_MAX_FAILURES="1", PGBELL_DEALS_PER_MINUTE="1")
+    add_user(database_url, "ann")
+    add_user(database_url, "bob")
+    before = await scrape(http, srv.base)
+    for name in ("pgbell_login_checks_pending", "pgbell_login_checks_refused_total"):
+        assert value(before, name) == 0
+    for _ in range(2):  # one failure spends the budget, the second is refused
+        async with http.post(
+            f"{srv.base}/auth/login", json={"username": "ann", "password": "wrong"}
+        ) as r:
+            await r.read()
+    token = await login(http, srv.base, "bob")  # another username: its own budget
+    auth = {"Authorization": f"Bearer {token}"}
+    for _ in range(2):
+        async with http.post(f"{srv.base}/deals", json={"title": "T", "amount": 1}, headers=auth):
+            pass
+    after = await scrape(http, srv.base)
+    assert value(after, "pgbell_login_rate_limited_total") >= 1
+    assert value(after, "pgbell_deals_rate_limited_total") == 1

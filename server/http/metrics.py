@@ -23,6 +23,7 @@ import asyncpg
 from aiohttp import web
 
 from pgbell.bus.histogram import Histogram, format_number
+from pgbell.demo import deals
 from pgbell.http import keys
 from pgbell.http.errors import ApiError
 
@@ -193,8 +194,28 @@ async def metrics(request: web.Request) -> web.Response:
     w.single(
         "pgbell_login_rate_limited_total",
         "counter",
-        "Logins answered 429 after too many failures (PGBELL_LOGIN_MAX_FAILURES).",
+        "Logins answered 429 because a failure budget was spent"
+        " (PGBELL_LOGIN_MAX_FAILURES, PGBELL_LOGIN_MAX_FAILURES_PER_ADDRESS).",
         app[keys.LOGIN_THROTTLE].rejected,
+    )
+    checks = app[keys.PASSWORD_CHECKS]
+    w.single(
+        "pgbell_login_checks_pending",
+        "gauge",
+        "Password checks waiting or running in the login threads (PGBELL_LOGIN_MAX_PENDING).",
+        checks.pending,
+    )
+    w.single(
+        "pgbell_login_checks_refused_total",
+        "counter",
+        "Logins answered 429 at once because PGBELL_LOGIN_MAX_PENDING checks were under way.",
+        checks.refused,
+    )
+    w.single(
+        "pgbell_deals_rate_limited_total",
+        "counter",
+        "Demo deal creations answered 429 (PGBELL_DEALS_PER_MINUTE).",
+        deals.creation_limit(app).rejected,
     )
     jwks = app[keys.VERIFIER].stats
     w.single(
