@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import traceback
 
 import pytest
 from websockets.asyncio.client import connect
@@ -168,3 +169,40 @@ async def test_metrics_on_loopback_stay_open(start_server, http, host):
     async with http.get(f"{srv.base}/metrics") as r:
         assert r.status == 200, await r.text()
         assert "pgbell_websocket_connections" in await r.text()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"GARBAGE\r\n\r\n", b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: \x00\r\n\r\n"],
+    ids=["no-request-line", "nul-in-header"],
+)
+async def test_malformed_http_is_logged_without_crashing_the_access_logger(
+    settings, aiohttp_server, caplog, raw
+):
+    """aiohttp answers a malformed request 400 before routing it; the access
+    logger then asked the request for its app, and crashed."""
+    from pgbell.http import logs
+    from pgbell.http.app import create_app
+
+    srv = await aiohttp_server(create_app(settings), access_log_class=logs.AccessLogger)
+    with caplog.at_level(logging.INFO):
+        reader, writer = await asyncio.open_connection(srv.host, srv.port)
+        writer.write(raw)
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 5)
+        writer.close()
+        await writer.wait_closed()
+        await wait_until(
+            lambda: any(r.getMessage() == "request" for r in caplog.records),
+            "the access log line of the malformed request",
+        )
+    assert re.match(rb"HTTP/1\.[01] 400 ", status), status
+    # aiohttp itself logs the malformed request; what must not appear is a
+    # failure inside pgbell's own code (the access logger) while handling it
+    crashes = [
+        r
+        for r in caplog.records
+        if r.getMessage().startswith("Unhandled exception")
+        or (r.exc_info and "pgbell" in "".join(traceback.format_exception(*r.exc_info)))
+    ]
+    assert crashes == [], [r.getMessage() for r in crashes]

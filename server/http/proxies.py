@@ -28,8 +28,11 @@ def _trusted(address: str, networks: tuple[Network, ...]) -> bool:
 
 def client_address(request: web.BaseRequest) -> str:
     remote = request.remote or ""
-    app = getattr(request, "app", None)
-    if app is None:
+    try:
+        app = request.app
+    except (AttributeError, AssertionError):
+        # a request aiohttp refused before routing it (malformed HTTP) has no
+        # app: the access logger still asks for its address
         return remote
     networks = app[keys.SETTINGS].trusted_proxies
     if not networks or not _trusted(remote, networks):
