@@ -10,7 +10,7 @@ import aiohttp
 import jsonschema
 from openapi_spec_validator import validate as validate_spec
 
-from tests.support import add_user, insert_deal
+from tests.support import add_user, insert_deal, login
 
 
 async def _document(http: aiohttp.ClientSession, base: str) -> dict[str, Any]:
@@ -151,3 +151,40 @@ async def test_real_answers_match_the_documented_schemas(server, http, database_
     bad = {**doc["components"]["schemas"]["Deal"], "components": doc["components"]}
     assert not jsonschema.Draft202012Validator(bad).is_valid({"deal": deal})
     assert jsonschema.Draft202012Validator(bad).is_valid(deal)
+
+
+async def test_rate_limits_and_a_plain_get_on_ws_are_documented(start_server, http, database_url):
+    """Answers a fuzzer meets off the happy paths: 429 from the login throttle
+    and from the demo's deal limit, 400 for a GET on /ws that is not a
+    WebSocket handshake."""
+    server = await start_server(PGBELL_LOGIN_MAX_FAILURES="1", PGBELL_DEALS_PER_MINUTE="1")
+    doc = await _document(http, server.base)
+    c = Checker(doc)
+    add_user(database_url, "limited")
+    add_user(database_url, "limited_other")
+    b = server.base
+
+    for _ in range(2):
+        async with http.post(
+            f"{b}/auth/login", json={"username": "limited", "password": "no"}
+        ) as r:
+            await c.check("post", "/auth/login", r)
+    async with http.post(f"{b}/auth/login", json={"username": "limited", "password": "pw"}) as r:
+        throttled = await c.check("post", "/auth/login", r)
+    assert r.status == 429 and throttled["error"]["code"] == "rate_limited", throttled
+
+    token = await login(http, b, "limited_other")
+    auth = {"Authorization": f"Bearer {token}"}
+    for _ in range(2):
+        async with http.post(f"{b}/deals", json={"title": "Mine", "amount": 1}, headers=auth) as r:
+            await c.check("post", "/deals", r)
+    async with http.get(f"{b}/ws") as r:
+        await c.check("get", "/ws", r)
+
+    assert {(p, s) for _, p, s in c.checked} >= {
+        ("/auth/login", 401),
+        ("/auth/login", 429),
+        ("/deals", 201),
+        ("/deals", 429),
+        ("/ws", 400),
+    }, c.checked

@@ -31,8 +31,8 @@ ERROR_BODY = _obj(
     code={
         "type": "string",
         "description": "invalid_credentials, unauthorized, token_expired, invalid_request,"
-        " not_found, payload_too_large, rate_limited, method_not_allowed, unavailable,"
-        " internal_error",
+        " forbidden, not_found, payload_too_large, rate_limited, method_not_allowed,"
+        " unavailable, internal_error",
     },
     message={"type": "string", "description": "Human text; names the field at fault."},
 )
@@ -158,17 +158,22 @@ _ERRORS = {
     " or out of range (`invalid_request`, naming it).",
     "401": "Missing, malformed, badly signed, revoked or expired token (`unauthorized`,"
     " `token_expired`).",
-    "403": "The demo's deals are for pgbell's own users; the token names another"
-    " recipient (`forbidden`).",
+    "403": "The demo's deals are for pgbell's own users and the token names another"
+    " recipient, or the caller may not do this: only managers create deals for other"
+    " owners, only a deal's owner and managers record its payments (`forbidden`).",
     "404": "Unknown id, or one that is not the caller's (`not_found`).",
-    "404-demo": "Unknown id, or the demo is not installed in this database (`not_found`;"
+    "404-demo": "Unknown id, a deal the caller may not see, or the demo is not installed"
+    " in this database (`not_found`;"
     " `pgbell migrate --demo` installs it).",
     "404-login": "pgbell's own login is off: PGBELL_JWT_SECRET is not set and tokens come"
     " from the application (`not_found`).",
     "413": "The body is larger than PGBELL_MAX_BODY_BYTES (`payload_too_large`).",
     "422": "A field is missing, of the wrong type or out of range (`invalid_request`).",
-    "429": "Too many failed logins for this username from this address (`rate_limited`);"
-    " Retry-After says when to try again.",
+    "429": "Too many failed logins for this username from this address, or from this"
+    " address whatever the usernames (`rate_limited`), or too many logins already waiting"
+    " for a password check; Retry-After says when to try again.",
+    "429-deals": "More than PGBELL_DEALS_PER_MINUTE deals a minute by this user"
+    " (`rate_limited`); Retry-After says when to try again.",
 }
 
 
@@ -282,7 +287,7 @@ PATHS: dict[str, Any] = {
         "post": _op(
             "Create a deal (notifies its owner and every manager)",
             ("201", "DealResponse", "The deal."),
-            errors=(*WRITE, "403", "404-demo"),
+            errors=(*WRITE, "403", "404-demo", "429-deals"),
             body="DealCreate",
             description=DEMO,
         )
@@ -367,6 +372,11 @@ PATHS: dict[str, Any] = {
             ],
             "responses": {
                 "101": {"description": "Switching to the WebSocket protocol."},
+                "400": _json(
+                    "Error",
+                    "Not a WebSocket handshake: a plain GET, without `Upgrade: websocket`"
+                    " (`invalid_request`).",
+                ),
                 "403": _json(
                     "Error",
                     "PGBELL_CORS_ORIGINS is set and the browser's Origin is neither listed"
