@@ -128,6 +128,9 @@ export class PgBellClient extends EventTarget {
     this._pollTimer = null;
     this._attempt = 0; // backoff exponent
     this._notLive = 0; // consecutive attempts that never reached a snapshot
+    // ids marked read over the socket and not yet confirmed by a `read`
+    // frame: sent again over REST if the server refuses the socket read
+    this._pendingReads = new Set();
     this._running = false;
     this._leader = false;
     this._lockAbort = null;
@@ -273,6 +276,7 @@ export class PgBellClient extends EventTarget {
     const ws = this._ws;
     if (this._leader && ws?.readyState === WebSocket.OPEN && this.state.status === "live") {
       ws.send(JSON.stringify({ type: "read", ids: [id] }));
+      this._pendingReads.add(id);
       // The server's `read` frame confirms with the true count; show it now.
       this._applyRead([id], Math.max(0, this.state.unreadCount - (item ? 1 : 0)));
       return;
@@ -600,8 +604,29 @@ export class PgBellClient extends EventTarget {
         break;
       }
       case "read":
+        for (const id of frame.ids) this._pendingReads.delete(id);
         this._applyRead(frame.ids, frame.unread_count);
         break;
+      case "error":
+        // A read the server refused over the socket (too many a second, or
+        // the database was away) was already shown as read: make it true.
+        if (["rate_limited", "unavailable"].includes(frame.error?.code)) this._retryReads();
+        break;
+    }
+  }
+
+  /** Mark the unconfirmed socket reads read over REST instead. */
+  async _retryReads() {
+    const ids = [...this._pendingReads];
+    this._pendingReads.clear();
+    for (const id of ids) {
+      try {
+        const body = await this._fetch("POST", `/notifications/${encodeURIComponent(id)}/read`);
+        this._applyRead([id], body.unread_count);
+        this._post({ type: "read", ids: [id], unread_count: body.unread_count });
+      } catch (err) {
+        this._emit("error", { error: err });
+      }
     }
   }
 

@@ -22,6 +22,7 @@ from tests.browser.pages import (
     live_user,
     log_in,
     notification_ids,
+    read_at,
     web_storage,
 )
 from tests.support import add_user, insert_deal, login, wait_until
@@ -232,3 +233,26 @@ async def test_allowed_link_origins_are_the_only_other_origins_followed(server, 
         "javascript:alert(1)": (None, None),
         None: (None, None),
     }
+
+
+async def test_a_read_the_socket_refuses_is_made_over_rest(start_server, database_url, context):
+    """Reads beyond PGBELL_WS_READS_PER_SECOND get an error frame; the client
+    has already shown the item read, so it must make that true over REST."""
+    srv = await start_server(PGBELL_WS_READS_PER_SECOND="0.1")  # a burst of one read
+    alice, page = await live_user(context, srv.base, database_url)
+    insert_deal(database_url, "Globex", alice)
+    insert_deal(database_url, "Initech", alice)
+    first, second = notification_ids(database_url, alice)
+    await expect_unread(page, 2, why="after two deals")
+    for note in (first, second):
+        await item(page, note).get_by_role("link").click()
+        await page.go_back()
+        await expect(item(page, note), "clicked item not shown read").to_have_attribute(
+            "data-read", "true"
+        )
+    for note in (first, second):
+        await wait_until(
+            lambda note=note: read_at(database_url, note) is not None,
+            f"notification {note} read in the database",
+        )
+    await expect_unread(page, 0, why="after both reads were confirmed")
