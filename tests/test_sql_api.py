@@ -190,3 +190,51 @@ def test_preferences_filter_in_the_database(database_url, setup, priority, deliv
         "another user's preferences must not change this user's delivery"
     )
     assert written == len(recipients)
+
+
+@pytest.mark.parametrize(
+    ("url", "stored"),
+    [
+        ("/deals/{n}", True),
+        ("/", True),
+        ("https://app.example.com/deals/{n}", True),
+        ("http://app.example.com", True),
+        ("javascript:alert({n})", False),
+        ("JavaScript:alert(1)", False),
+        ("data:text/html,<script>alert(1)</script>", False),
+        ("//evil.example/{n}", False),
+        ("/\\evil.example", False),
+        ("https://user:pw@evil.example/", False),
+        ("https://app.example.com/\u0001x", False),  # a control character
+        ("deals/{n}", False),
+        ("ftp://files.example.com/x", False),
+    ],
+)
+def test_only_relative_paths_and_http_urls_are_stored_as_action_url(database_url, url, stored):
+    """An action_url ends up behind a click: anything but a relative path or a
+    plain http(s) URL is stored as NULL and reported, never blocked only by
+    the client."""
+    uid = add_user(database_url, "ann")
+    _sql(
+        database_url,
+        "INSERT INTO pgbell.templates (kind, title, action_url) VALUES ('link', 'L', %s)",
+        (url,),
+    )
+    written, warnings = _notify(
+        database_url,
+        "SELECT pgbell.notify('link', user_ids => %s, data => '{\"n\": 7}')",
+        ([str(uid)],),
+    )
+    assert written == 1
+    [row] = _rows(database_url, "link")
+    if stored:
+        assert row["action_url"] == url.replace("{n}", "7")
+        assert warnings == []
+    else:
+        assert row["action_url"] is None
+        assert any("not a relative path or an http(s) URL" in w for w in warnings), warnings
+        with psycopg.connect(database_url) as conn:
+            problem = conn.execute(
+                "SELECT problem FROM pgbell.template_problems WHERE kind = 'link'"
+            ).fetchone()
+        assert problem == ("invalid_action_url",)
