@@ -1,7 +1,8 @@
 """Hostile input over /ws against a real server: a frame nested past the
 parser's depth gets an error frame and the socket stays; a resume is bounded
 in bytes; a client that does not read is closed by bytes buffered, not only
-by frames queued; read frames are rate-limited per socket."""
+by frames queued; read frames are rate-limited per socket; a failure after
+the handshake closes the socket with a code, never an HTTP 500 written into it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ import json
 import psycopg
 
 from pgbell.http import keys
-from tests.contract_client import assert_silent, frame, open_socket, snapshot
+from tests.contract_client import (
+    assert_silent,
+    closed,
+    database_outage,
+    frame,
+    mint,
+    open_socket,
+    snapshot,
+)
 from tests.support import DEFAULT_WAIT, add_user, login, wait_until
 from tests.test_contract_slow_consumer import StalledClient
 
@@ -152,3 +161,30 @@ async def test_a_burst_of_read_frames_is_rate_limited_and_the_socket_stays(
     assert kinds.count("read") == 1, kinds
     await assert_silent(ws, "after the burst")
     await ws.close()
+
+
+async def test_a_snapshot_that_fails_closes_1011_and_the_server_goes_on(server, http, database_url):
+    uid = add_user(database_url, "ann")
+    token = await login(http, server.base, "ann")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE pgbell.notifications RENAME TO notifications_away")
+        try:
+            ws = await open_socket(server.ws_base, token)
+            code, reason = await closed(ws, "a socket whose snapshot query failed")
+            assert (code, reason) == (1011, "internal_error")
+        finally:
+            conn.execute("ALTER TABLE pgbell.notifications_away RENAME TO notifications")
+    (note,) = await _notify(database_url, uid, 1)
+    ws = await open_socket(server.ws_base, token)
+    first = await snapshot(ws, "once the table is back")
+    assert [n["id"] for n in first["notifications"]] == [note]
+    await ws.close()
+
+
+async def test_a_database_outage_at_connect_closes_1013(server, database_url, pg_url):
+    # a token pgbell did not issue needs no database to check: the snapshot fails
+    uid = add_user(database_url, "ann")
+    async with database_outage(pg_url, database_url):
+        ws = await open_socket(server.ws_base, mint(uid))
+        code, reason = await closed(ws, "a socket opened while the database refuses")
+        assert (code, reason) == (1013, "unavailable")

@@ -140,10 +140,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         await ws.close(code=AUTH_CLOSE, message=e.code.encode())
         return ws
     except Exception as e:
-        if not database_unavailable(e):
-            raise
-        # checking a pgbell-issued token needs the database: try again later
-        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"unavailable")
+        # checking a pgbell-issued token needs the database
+        await _close_on_failure(ws, e, "checking the token")
         return ws
     hub = app[keys.HUB]
     if hub.sockets_of(caller.user_id) >= settings.max_sockets_per_user:
@@ -189,12 +187,28 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         if since_error is not None:
             sub.offer(_error(since_error))
         await _read_loop(ws, sub, caller, app)
+    except Exception as e:
+        await _close_on_failure(ws, e, "serving the socket")
     finally:
         expiry.cancel()
         hub.remove(sub)
         await sub.stop()
         app[keys.SOCKETS].discard(ws)
     return ws
+
+
+async def _close_on_failure(ws: web.WebSocketResponse, e: Exception, doing: str) -> None:
+    """Once the handshake is done, an HTTP error response can no longer be
+    sent: a failure closes the socket with a code the client understands,
+    1013 (try again later) while the database is away, 1011 otherwise."""
+    if ws.closed or isinstance(e, ConnectionResetError):
+        return  # the client has gone: nothing to tell it
+    if database_unavailable(e):
+        log.warning("database unavailable while %s", doing, extra={"error": repr(e)})
+        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"unavailable")
+    else:
+        log.exception("socket failed while %s", doing)
+        await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal_error")
 
 
 def _closer(ws: web.WebSocketResponse):
