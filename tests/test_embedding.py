@@ -33,6 +33,7 @@ from tests.support import (
     unique_name,
     with_login,
 )
+from tests.test_metrics import scrape, value
 
 AUDIENCE = "pgbell"
 ISSUER = "https://login.shop.example"
@@ -283,9 +284,8 @@ def test_uuid_recipients_are_stored_as_text(shop):
 
 async def test_jwks_fetches_are_counted_for_metrics(pgbell, shop, http, request):
     await _socket(http, pgbell, mint(shop["ids"]["buyer"]), "the buyer")
-    async with http.get(f"{pgbell.base}/metrics") as r:
-        text = await r.text()
+    samples = await scrape(http, pgbell.base)
     # a PEM key needs no fetch; the JWKS was fetched once, on first use
     fetches = 1 if request.node.callspec.params["pgbell"] == "jwks" else 0
-    assert f"pgbell_jwks_fetches_total {fetches}\n" in text
-    assert "pgbell_jwks_failures_total 0\n" in text
+    assert value(samples, "pgbell_jwks_fetches_total") == fetches
+    assert value(samples, "pgbell_jwks_failures_total") == 0
