@@ -123,6 +123,38 @@ def _claim(raw: str) -> str:
     return claim
 
 
+POOL_MODES = ("direct", "session", "transaction")
+# asyncpg's own default: prepared statements kept per pool connection
+DEFAULT_STATEMENT_CACHE = 100
+
+
+def _pool_mode(raw: str) -> str:
+    mode = (raw or "direct").strip().lower()
+    if mode == "statement":
+        raise ConfigError(
+            "PGBELL_DB_POOL_MODE=statement: pgbell runs multi-statement transactions,"
+            " which statement pooling forbids; use a transaction-mode pool"
+        )
+    if mode not in POOL_MODES:
+        raise ConfigError(f"PGBELL_DB_POOL_MODE must be one of {', '.join(POOL_MODES)}")
+    return mode
+
+
+def _listen_url(env: dict[str, str], database_url: str, pool_mode: str) -> str:
+    """The LISTEN connection's URL. A transaction pooler hands each transaction
+    to whichever backend is free, so a LISTEN made through it hears nothing
+    once its transaction ends: under PGBELL_DB_POOL_MODE=transaction the
+    listener needs a URL of its own."""
+    url = env.get("PGBELL_LISTEN_DATABASE_URL", "").strip()
+    if pool_mode == "transaction" and url in ("", database_url):
+        raise ConfigError(
+            "PGBELL_DB_POOL_MODE=transaction: the LISTEN connection cannot go through the"
+            " transaction pooler of DATABASE_URL; set PGBELL_LISTEN_DATABASE_URL to reach"
+            " PostgreSQL directly (or through a session-mode pool)"
+        )
+    return url or database_url
+
+
 def _default_login_threads() -> int:
     """All cores but one: the event loop keeps a core while passwords are checked."""
     return max(1, (os.cpu_count() or 2) - 1)
@@ -131,6 +163,12 @@ def _default_login_threads() -> int:
 @dataclass(frozen=True)
 class Settings:
     database_url: str
+    # The LISTEN connection's URL; DATABASE_URL unless PGBELL_LISTEN_DATABASE_URL.
+    listen_database_url: str = ""
+    # What DATABASE_URL reaches: direct, session or transaction (a pooler's mode)
+    db_pool_mode: str = "direct"
+    # asyncpg's prepared-statement cache per pool connection; 0 turns it off
+    db_statement_cache: int = DEFAULT_STATEMENT_CACHE
     # Token key sources (PROTOCOL.md v2): at least one is set.
     jwt_secret: str = field(default="", repr=False)
     jwt_public_key: str = field(default="", repr=False)
@@ -170,6 +208,13 @@ class Settings:
     deals_per_minute: int = 60
     cors_origins: tuple[str, ...] = ()
     trusted_proxies: tuple[Network, ...] = ()
+    # seconds between SIGTERM and closing, /readyz answering 503 meanwhile
+    shutdown_drain: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.listen_database_url:
+            # a Settings built in code with a database_url alone listens there too
+            object.__setattr__(self, "listen_database_url", self.database_url)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -179,10 +224,23 @@ class Settings:
             raise ConfigError(
                 "DATABASE_URL is not set (a libpq URL: postgresql://user@host:port/db)"
             )
+        pool_mode = _pool_mode(env.get("PGBELL_DB_POOL_MODE", ""))
         # Fail closed: no key source, no server. Only `pgbell run` makes up
         # a development secret, and it does so before it gets here.
         values: dict[str, object] = dict(
             database_url=url,
+            listen_database_url=_listen_url(env, url, pool_mode),
+            db_pool_mode=pool_mode,
+            # behind a transaction pooler a statement prepared on one backend is
+            # unknown to the next; PgBouncer 1.21+ with max_prepared_statements
+            # tracks them, and then the cache may be turned back on explicitly
+            db_statement_cache=_int(
+                env,
+                "PGBELL_DB_STATEMENT_CACHE",
+                0 if pool_mode == "transaction" else DEFAULT_STATEMENT_CACHE,
+                0,
+                10_000,
+            ),
             jwt_secret=_secret(env.get("PGBELL_JWT_SECRET", "")),
             jwt_public_key=_public_key(env.get("PGBELL_JWT_PUBLIC_KEY", "")),
             jwt_jwks_url=_jwks_url(env.get("PGBELL_JWT_JWKS_URL", "").strip()),
@@ -221,6 +279,7 @@ class Settings:
             ),
             ws_reads_per_second=_float(env, "PGBELL_WS_READS_PER_SECOND", 20.0, 0.1, 100_000.0),
             deals_per_minute=_int(env, "PGBELL_DEALS_PER_MINUTE", 60, 1, 1_000_000),
+            shutdown_drain=_float(env, "PGBELL_SHUTDOWN_DRAIN", 0.0, 0.0, 600.0),
         )
         if not (values["jwt_secret"] or values["jwt_public_key"] or values["jwt_jwks_url"]):
             raise ConfigError(

@@ -232,3 +232,28 @@ WITH doomed AS (
        FOR UPDATE SKIP LOCKED
 )
 DELETE FROM pgbell.notifications n USING doomed WHERE n.id = doomed.id;
+
+-- The server's health and metrics, and `pgbell check`.
+
+-- name: notification_queue_usage
+-- The fill level of PostgreSQL's NOTIFY queue, 0 to 1: at 1 every notifying COMMIT fails.
+SELECT pg_notification_queue_usage();
+
+-- name: backend_pid
+-- Which PostgreSQL backend runs this transaction: a transaction-mode pooler
+-- hands one client's transactions to different ones.
+SELECT pg_backend_pid();
+
+-- name: server_version
+SELECT current_setting('server_version');
+
+-- name: role_grants
+-- $1 role names: whether each exists, and whether it holds its privileges in
+-- this database (USAGE on schema pgbell, granted by `pgbell migrate`).
+SELECT r.name,
+       to_regrole(r.name) IS NOT NULL AS present,
+       -- CASE, not AND: only CASE promises not to ask about a role that is missing
+       CASE WHEN to_regrole(r.name) IS NULL OR to_regnamespace('pgbell') IS NULL THEN false
+            ELSE has_schema_privilege(r.name, 'pgbell', 'USAGE') END AS granted
+  FROM unnest($1::text[]) AS r(name)
+ ORDER BY r.name;

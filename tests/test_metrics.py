@@ -5,11 +5,14 @@ listener reconnects, PostgreSQL's NOTIFY queue)."""
 from __future__ import annotations
 
 import asyncio
+import platform
+import uuid
 
 import aiohttp
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
+import pgbell
 from pgbell.http import keys
 from tests.support import add_user, insert_deal, login, next_frame, wait_until
 
@@ -155,3 +158,52 @@ async def test_login_and_deal_limits_are_counted(start_server, http, database_ur
     after = await scrape(http, srv.base)
     assert value(after, "pgbell_login_rate_limited_total") >= 1
     assert value(after, "pgbell_deals_rate_limited_total") == 1
+
+
+async def test_process_build_pool_queue_and_per_route_latency(server, http):
+    """prometheus_client's own collectors beside pgbell's: process_*, the
+    build, the pool, the NOTIFY queue as a ratio (and under its old name),
+    and request latency per route with labels that stay bounded whatever
+    clients send."""
+    for _ in range(2):
+        async with http.get(f"{server.base}/openapi.json") as r:
+            assert r.status == 200
+    invented = f"/no/such/{uuid.uuid4().hex}"
+    async with http.request("PROPFIND", f"{server.base}{invented}") as r:
+        assert r.status == 404
+
+    samples = await scrape(http, server.base)
+    assert value(samples, "process_resident_memory_bytes") > 0
+    assert value(samples, "process_start_time_seconds") > 0
+    assert value(samples, "process_cpu_seconds_total") > 0
+    assert value(samples, "process_open_fds") > 0
+    assert (
+        value(
+            samples,
+            "pgbell_build_info",
+            version=pgbell.__version__,
+            python=platform.python_version(),
+        )
+        == 1
+    )
+    assert value(samples, "pgbell_db_pool_connections") >= 1
+    assert (
+        0
+        <= value(samples, "pgbell_db_pool_idle_connections")
+        <= value(samples, "pgbell_db_pool_connections")
+    )
+    assert (
+        value(samples, "pgbell_db_pool_max_connections")
+        == server.pgbell_app[keys.SETTINGS].db_pool_max
+    )
+    ratio = value(samples, "pgbell_notification_queue_usage_ratio")
+    assert 0 <= ratio < 1 and value(samples, "pgbell_notification_queue_usage") == ratio
+
+    route = {"route": "/openapi.json", "method": "GET", "status_class": "2xx"}
+    assert value(samples, "pgbell_http_request_duration_seconds_count", **route) == 2
+    assert value(samples, "pgbell_http_request_duration_seconds_bucket", le="+Inf", **route) == 2
+    assert 0 < value(samples, "pgbell_http_request_duration_seconds_sum", **route)
+    labels = {v for (_, items) in samples for _, v in items}
+    assert invented not in labels and "PROPFIND" not in labels, "a client's input became a label"
+    unmatched = {"method": "other", "route": "unmatched", "status": "404"}
+    assert value(samples, "pgbell_http_requests_total", **unmatched) == 1

@@ -52,6 +52,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         command_timeout=30,
         server_settings={"application_name": "pgbell"},
         connection_class=PooledConnection,
+        # 0 behind a transaction pooler (PGBELL_DB_POOL_MODE=transaction): a
+        # statement prepared on one backend is unknown to the next one
+        statement_cache_size=settings.db_statement_cache,
     )
     try:
         app[keys.SCHEMA] = await _check_schema(app[keys.POOL])
@@ -107,7 +110,9 @@ async def _fanout(app: web.Application) -> AsyncIterator[None]:
         for user_id, valid_version in batch.revoked.items():
             hub.revoke(user_id, valid_version)
 
-    listener = Listener(app[keys.SETTINGS].database_url, deliver, app[keys.SETTINGS].poll_interval)
+    settings = app[keys.SETTINGS]
+    # its own URL: LISTEN needs one session, which a transaction pooler never keeps
+    listener = Listener(settings.listen_database_url, deliver, settings.poll_interval)
     app[keys.LISTENER] = listener
     listener.start()
     pruner = asyncio.get_running_loop().create_task(_prune_state_changes(app[keys.POOL]))
@@ -124,6 +129,11 @@ async def _prune_state_changes(pool: asyncpg.Pool) -> None:
             await pool.execute(Q.prune_state_changes, float(STATE_CHANGES_KEEP_SECONDS))
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
             log.warning("pruning state_changes failed", extra={"error": repr(e)})
+
+
+async def _draining(app: web.Application) -> None:
+    """/readyz answers 503 from here on, however the shutdown began."""
+    app[keys.DRAINING].set()
 
 
 async def _close_sockets(app: web.Application) -> None:
@@ -149,6 +159,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.SETTINGS] = settings
     app[keys.HUB] = Hub()
     app[keys.SOCKETS] = weakref.WeakSet()
+    app[keys.DRAINING] = asyncio.Event()
     app[keys.HTTP_STATS] = HttpStats()
     app[keys.LOGIN_THROTTLE] = LoginThrottle(
         settings.login_max_failures, settings.login_window, settings.login_max_failures_per_address
@@ -158,6 +169,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_fanout)
     app.on_startup.append(metrics.warn_if_closed)
+    app.on_shutdown.append(_draining)
     app.on_shutdown.append(_close_sockets)
     install_security_headers(app)
     app.router.add_routes(rest.routes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,8 @@ PASSWORD_CHECKS: web.AppKey[PasswordChecks] = web.AppKey("password_checks")
 VERIFIER: web.AppKey[TokenVerifier] = web.AppKey("verifier")
 SCHEMA: web.AppKey[Verdict] = web.AppKey("schema")
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")
+# Set once the server is going away (SIGTERM, shutdown): /readyz answers 503.
+DRAINING: web.AppKey[asyncio.Event] = web.AppKey("draining")
 
 # Per-request values, read by the access logger.
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)

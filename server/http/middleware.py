@@ -35,9 +35,8 @@ async def http_metrics_middleware(request: web.Request, handler):
         info = request.match_info.route.resource
         route = info.canonical if info is not None else "unmatched"
         if route != "/ws":  # a socket's lifetime is not a request duration
-            stats = request.app[keys.HTTP_STATS]
-            stats.requests[(request.method, route, status)] += 1
-            stats.duration.observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            request.app[keys.HTTP_STATS].record(request.method, route, status, elapsed)
 
 
 @web.middleware

@@ -151,6 +151,15 @@ SCHEMAS: dict[str, Any] = {
         listener={"type": "boolean"},
         error=ERROR_BODY,
     ),
+    "Liveness": _obj(["status"], status={"const": "ok"}),
+    "Readiness": _obj(
+        ["status", "database", "listener", "draining"],
+        status={"type": "string", "enum": ["ok", "unavailable"]},
+        database={"type": "boolean"},
+        listener={"type": "boolean"},
+        draining={"type": "boolean", "description": "The server is shutting down."},
+        error=ERROR_BODY,
+    ),
 }
 
 _ERRORS = {
@@ -325,10 +334,37 @@ PATHS: dict[str, Any] = {
     "/healthz": {
         "get": {
             "summary": "Can this server reach the database, and is its listener connected?",
+            "description": "Kept for compatibility: /livez (liveness) and /readyz (readiness,"
+            " which also fails during shutdown) are what probes should use.",
             "security": [],
             "responses": {
                 "200": _json("Health", "Healthy."),
                 "503": _json("Health", "The database or the listener is not connected."),
+            },
+        }
+    },
+    "/livez": {
+        "get": {
+            "summary": "Is this process running? (a liveness probe)",
+            "description": "200 while the process runs its event loop; it asks nothing of the"
+            " database, so a database outage does not get the process restarted.",
+            "security": [],
+            "responses": {"200": _json("Liveness", "The process runs.")},
+        }
+    },
+    "/readyz": {
+        "get": {
+            "summary": "Should clients be sent here? (a readiness probe)",
+            "description": "200 when the database answers and the listener is connected."
+            " 503 when either is not, and from the moment the server begins to shut down"
+            " (SIGTERM; for PGBELL_SHUTDOWN_DRAIN seconds before it closes anything), so that"
+            " a load balancer stops sending it clients first.",
+            "security": [],
+            "responses": {
+                "200": _json("Readiness", "Ready."),
+                "503": _json(
+                    "Readiness", "The database or the listener is not connected, or draining."
+                ),
             },
         }
     },

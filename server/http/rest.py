@@ -128,20 +128,54 @@ async def read_one(request: web.Request) -> web.Response:
     return await change_one(request, Q.mark_read)
 
 
-@routes.get("/healthz")
-async def healthz(request: web.Request) -> web.Response:
-    listener = request.app[keys.LISTENER]
+async def _database_answers(request: web.Request) -> bool:
     try:
         await request.app[keys.POOL].fetchval("SELECT 1", timeout=2)
-        database = True
+        return True
     except Exception:  # any failure to reach the database is a 503, not a 500
-        database = False
-    ok = database and listener.connected
-    body = {
-        "status": "ok" if ok else "unavailable",
+        return False
+
+
+def _unavailable(body: dict, message: str) -> web.Response:
+    body["status"] = "unavailable"
+    body["error"] = {"code": "unavailable", "message": message}
+    return web.json_response(body, status=503)
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """Readiness without the shutdown: what /healthz has always answered."""
+    listener = request.app[keys.LISTENER]
+    database = await _database_answers(request)
+    body: dict = {"status": "ok", "database": database, "listener": listener.connected}
+    if not (database and listener.connected):
+        return _unavailable(body, "database or listener not connected")
+    return web.json_response(body)
+
+
+@routes.get("/livez")
+async def livez(request: web.Request) -> web.Response:
+    """Liveness: 200 while the process runs its event loop. It asks nothing of
+    the database, so a database outage never gets healthy processes restarted."""
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: 200 when the database answers and the listener is connected;
+    503 when not, and from the moment the server begins to shut down (before
+    it closes anything), so that a load balancer stops sending it clients."""
+    draining = request.app[keys.DRAINING].is_set()
+    listener = request.app[keys.LISTENER]
+    database = await _database_answers(request)
+    body: dict = {
+        "status": "ok",
         "database": database,
         "listener": listener.connected,
+        "draining": draining,
     }
-    if not ok:
-        body["error"] = {"code": "unavailable", "message": "database or listener not connected"}
-    return web.json_response(body, status=200 if ok else 503)
+    if draining:
+        return _unavailable(body, "this server is shutting down")
+    if not (database and listener.connected):
+        return _unavailable(body, "database or listener not connected")
+    return web.json_response(body)

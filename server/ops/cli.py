@@ -1,4 +1,4 @@
-"""The `pgbell` command: migrate, serve, user, rules, prune, run, psql.
+"""The `pgbell` command: migrate, check, serve, user, rules, prune, run, psql.
 
 Every command reads DATABASE_URL (a libpq URL); `pgbell run` starts the
 embedded PostgreSQL when it is not set. The commands other than serve are
@@ -14,6 +14,7 @@ import secrets
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
@@ -22,6 +23,9 @@ from pgbell import __version__
 from pgbell.config import ConfigError, Settings
 from pgbell.schema import SchemaError
 from pgbell.sql import Q
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 # `make run` keeps its embedded database here, relative to where it is run.
 DATA_DIR = Path(".data")
@@ -178,6 +182,41 @@ def _toggle_rule(conn: psycopg.Connection, args: argparse.Namespace) -> int:
     return 0
 
 
+def _drain_on_sigterm(app: web.Application) -> None:
+    """SIGTERM turns /readyz to 503 at once and stops the server (close the
+    listening socket, close WebSockets 1001, finish requests) only
+    PGBELL_SHUTDOWN_DRAIN seconds later, so that a load balancer probing
+    /readyz stops sending clients first. A second SIGTERM stops it at once."""
+    import asyncio
+    import logging
+    import signal
+
+    from aiohttp.web_runner import GracefulExit
+
+    from pgbell.http import keys
+
+    def stop() -> None:
+        raise GracefulExit()  # what aiohttp's own SIGTERM handler raises
+
+    async def install(app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+        seconds = app[keys.SETTINGS].shutdown_drain
+
+        def drain() -> None:
+            if app[keys.DRAINING].is_set():
+                stop()
+            app[keys.DRAINING].set()
+            logging.getLogger("pgbell").info(
+                "SIGTERM: /readyz answers 503; stopping in %g s", seconds
+            )
+            loop.call_later(seconds, stop)
+
+        # replaces the handler aiohttp installed before the app started
+        loop.add_signal_handler(signal.SIGTERM, drain)
+
+    app.on_startup.append(install)
+
+
 def serve(settings: Settings) -> None:
     import logging
 
@@ -187,9 +226,11 @@ def serve(settings: Settings) -> None:
     from pgbell.http.app import create_app
 
     logs.setup(settings.log_level, settings.log_format)
+    app = create_app(settings)
+    _drain_on_sigterm(app)
     try:
         web.run_app(
-            create_app(settings),
+            app,
             host=settings.host,
             port=settings.port,
             access_log_class=logs.AccessLogger,
@@ -207,6 +248,12 @@ def _settings(env: dict[str, str] | None, args: argparse.Namespace) -> Settings:
         return Settings.from_env(env, **overrides)
     except ConfigError as e:
         raise SystemExit(f"pgbell: {e}") from None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from pgbell.ops import check
+
+    return check.main()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -298,6 +345,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="also install the demo domain (public.deals, public.payments, their triggers)",
     )
     m.set_defaults(func=cmd_migrate)
+
+    c = sub.add_parser(
+        "check",
+        help="verify the configuration, database, schema, roles and pooling before serving",
+        description="Check what `pgbell serve` needs, with its environment: the settings and"
+        " key sources, that the database answers, the schema version, the roles, the NOTIFY"
+        " queue, and that the LISTEN connection is not behind a transaction-mode pooler."
+        " One line per check (ok: or problem:); the exit status is 1 if any problem.",
+    )
+    c.set_defaults(func=cmd_check)
 
     s = sub.add_parser("serve", help="serve REST, /ws and the client demo")
     s.add_argument("--host", help="address to bind (default $PGBELL_HOST or 127.0.0.1)")
