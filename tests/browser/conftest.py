@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.pages import ServerProcess
+from tests.support import free_port
+
 CHROMIUM = Path(os.environ.get("PGBELL_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -59,3 +62,12 @@ async def context(browser) -> AsyncIterator:
         yield ctx
     finally:
         await ctx.close()
+
+
+@pytest.fixture
+async def server_process(database_url) -> AsyncIterator[ServerProcess]:
+    """`pgbell serve` in its own process, which a test may kill and restart."""
+    proc = ServerProcess(database_url, free_port())
+    await proc.start()
+    yield proc
+    await proc.stop()

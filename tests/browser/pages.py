@@ -13,14 +13,21 @@ from pathlib import Path
 import psycopg
 from playwright.async_api import Page, expect
 
-from tests.support import JWT_SECRET, add_user
+from tests.support import JWT_SECRET, add_user, insert_deal
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def log_in(page: Page, base: str, username: str, password: str = "pw") -> None:
-    """Open the app, log in, and wait until the socket (or its fallback) is up."""
-    await page.goto(base + "/")
+# the React example page (client/examples/react/), which `make client` builds
+REACT_PAGE = "/static/react/index.html"
+
+
+async def log_in(
+    page: Page, base: str, username: str, password: str = "pw", path: str = "/"
+) -> None:
+    """Open the app (the demo at `path`), log in, and wait until the socket
+    (or its fallback) is up."""
+    await page.goto(base + path)
     await page.get_by_test_id("login-username").fill(username)
     await page.get_by_test_id("login-password").fill(password)
     await page.get_by_test_id("login-submit").click()
@@ -29,11 +36,11 @@ async def log_in(page: Page, base: str, username: str, password: str = "pw") -> 
     ).to_be_visible(timeout=5_000)
 
 
-async def live_user(context, base: str, database_url: str, name: str = "alice"):
+async def live_user(context, base: str, database_url: str, name: str = "alice", path: str = "/"):
     """A new user, logged in on a new tab, with the page live: (user id, page)."""
     user_id = add_user(database_url, name)
     page = await context.new_page()
-    await log_in(page, base, name)
+    await log_in(page, base, name, path=path)
     await expect_state(page, "live", why=f"after {name} logged in")
     return user_id, page
 
@@ -64,6 +71,15 @@ async def web_storage(page: Page, which: str) -> dict[str, str]:
     )
 
 
+def page_errors(page: Page) -> list[str]:
+    """A list that collects the page's uncaught errors and console errors
+    (a refused script or style under the page's CSP is one)."""
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
+    page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
+    return errors
+
+
 def item(page: Page, note_id: int):
     return page.locator(f'[data-testid="notification-item"][data-id="{note_id}"]')
 
@@ -81,6 +97,40 @@ def read_at(db_url: str, note_id: int):
         return conn.execute(
             "SELECT read_at FROM pgbell.notifications WHERE id = %s", (note_id,)
         ).fetchone()[0]
+
+
+async def restart_and_catch_up(
+    server_process: ServerProcess, database_url: str, context, path: str, sig: signal.Signals
+) -> None:
+    """A leader tab and a follower tab of `path` are live; the server stops
+    (`sig`) and two deals are committed while it is down. Once it is back,
+    both tabs show every notification, the unread count and a toast for the
+    last one missed."""
+    alice, page = await live_user(context, server_process.base, database_url, path=path)
+    follower = await context.new_page()  # mirrors the leader's connection state
+    await follower.goto(server_process.base + path)
+    await expect_state(follower, "live", why="in the follower tab")
+    insert_deal(database_url, "Before", alice)
+    await expect_unread(page, 1, why="before the restart")
+
+    await server_process.stop(sig)
+    for tab in (page, follower):
+        await expect_state(tab, "reconnecting", why=f"after the server got {sig.name}")
+    insert_deal(database_url, "While down 1", alice)
+    insert_deal(database_url, "While down 2", alice)
+    await server_process.start()
+
+    ids = notification_ids(database_url, alice)
+    for tab in (page, follower):
+        # the backoff is capped at 30 s; down for about a second, the next
+        # attempt comes within a few seconds
+        await expect_state(tab, "live", timeout=20_000, why="after the server came back")
+        for note_id in ids:
+            await expect(item(tab, note_id), f"missed notification {note_id}").to_be_visible()
+        await expect_unread(tab, 3, why="after catching up")
+        await expect(
+            tab.get_by_test_id("toast").filter(has_text="While down 2"), "no toast for a missed one"
+        ).to_be_visible()
 
 
 @dataclass

@@ -16,7 +16,6 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser.pages import (
-    ServerProcess,
     expect_state,
     expect_unread,
     item,
@@ -24,8 +23,9 @@ from tests.browser.pages import (
     log_in,
     notification_ids,
     read_at,
+    restart_and_catch_up,
 )
-from tests.support import add_user, free_port, insert_deal, wait_until
+from tests.support import add_user, insert_deal, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -133,39 +133,9 @@ async def test_tabs_share_one_socket_and_hand_over(server, database_url, context
     await expect_unread(tab_b, 1, why="in B after the handover")
 
 
-@pytest.fixture
-async def server_process(database_url):
-    proc = ServerProcess(database_url, free_port())
-    await proc.start()
-    yield proc
-    await proc.stop()
-
-
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "shut-down"])
 async def test_server_restart_reconnects_and_catches_up(server_process, database_url, context, sig):
-    alice, page = await live_user(context, server_process.base, database_url)
-    follower = await context.new_page()  # mirrors the leader's connection state
-    await follower.goto(server_process.base + "/")
-    await expect_state(follower, "live", why="in the follower tab")
-    insert_deal(database_url, "Before", alice)
-    await expect_unread(page, 1, why="before the restart")
-
-    await server_process.stop(sig)
-    for tab in (page, follower):
-        await expect_state(tab, "reconnecting", why=f"after the server got {sig.name}")
-    insert_deal(database_url, "While down 1", alice)
-    insert_deal(database_url, "While down 2", alice)
-    await server_process.start()
-
-    # backoff is capped at 30 s; with the server down for about a second the
-    # next attempt comes within a few seconds
-    ids = notification_ids(database_url, alice)
-    for tab in (page, follower):
-        await expect_state(tab, "live", timeout=20_000, why="after the server came back")
-        for note_id in ids:
-            await expect(item(tab, note_id), f"notification {note_id} missing").to_be_visible()
-        await expect_unread(tab, 3, why="after catching up")
-        await expect(tab.get_by_test_id("toast").filter(has_text="While down 2")).to_be_visible()
+    await restart_and_catch_up(server_process, database_url, context, "/", sig)
 
 
 async def test_blocked_websocket_falls_back_to_polling(server, database_url, context):
