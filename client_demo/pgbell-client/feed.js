@@ -7,7 +7,7 @@
 // `_post`.
 
 import { PgBellError } from "./rest.js";
-import { merged, withRead, withSnapshot } from "./state.js";
+import { merged, withArchived, withRead, withSnapshot, withUnread } from "./state.js";
 
 /** Apply one socket frame; `first` is the snapshot that made the socket live. */
 export function applyFrame(client, frame, first) {
@@ -31,6 +31,12 @@ export function applyFrame(client, frame, first) {
     case "read":
       for (const id of frame.ids) client._pendingReads.delete(id);
       client._update(withRead(client._state, frame.ids, frame.unread_count));
+      break;
+    case "unread": // a writer set read_at back to NULL (extension)
+      client._update(withUnread(client._state, frame.ids, frame.unread_count));
+      break;
+    case "archived": // archived over REST or by a writer (extension)
+      client._update(withArchived(client._state, frame.ids, frame.unread_count));
       break;
     case "error":
       // A read the server refused over the socket (too many a second, or

@@ -117,6 +117,33 @@ export function withRead(state, ids, unreadCount) {
 }
 
 /**
+ * `ids` marked unread again (a writer set `read_at` back to NULL), with the
+ * server's count. The one way an item goes from read to unread: only the
+ * server's `unread` frame says so.
+ */
+export function withUnread(state, ids, unreadCount) {
+  const set = new Set(ids);
+  let changed = false;
+  const notifications = state.notifications.map((n) => {
+    if (!set.has(n.id) || !n.read_at) return n;
+    changed = true;
+    return { ...n, read_at: null };
+  });
+  const patch = changed ? { notifications } : {};
+  if (typeof unreadCount === "number") patch.unreadCount = unreadCount;
+  return patch;
+}
+
+/** `ids` archived: gone from the list, with the server's count. */
+export function withArchived(state, ids, unreadCount) {
+  const set = new Set(ids);
+  const notifications = state.notifications.filter((n) => !set.has(n.id));
+  const patch = notifications.length !== state.notifications.length ? { notifications } : {};
+  if (typeof unreadCount === "number") patch.unreadCount = unreadCount;
+  return patch;
+}
+
+/**
  * A `snapshot` frame applied: its unread items and, on a resume, the
  * `missed` ones merged; when the snapshot is complete (it lists every
  * unread item), anything else shown unread was read elsewhere meanwhile.

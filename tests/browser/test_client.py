@@ -48,6 +48,41 @@ async def test_live_notification_shows_as_toast_item_and_badge(server, database_
     await expect_unread(page, 1, timeout=left_ms, why="within 1 s of the SQL commit")
 
 
+async def test_a_writer_marking_unread_or_archiving_shows_in_every_tab(
+    server, database_url, context
+):
+    alice, page = await live_user(context, server.base, database_url)
+    follower = await context.new_page()
+    await follower.goto(server.base + "/")
+    await expect_state(follower, "live", why="in the follower tab")
+    insert_deal(database_url, "Kept", alice)
+    insert_deal(database_url, "Archived", alice)
+    kept, archived = notification_ids(database_url, alice)
+    tabs = (page, follower)
+    for tab in tabs:
+        await expect_unread(tab, 2, why="after two deals")
+
+    def sql(statement: str) -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(statement, (kept, archived))
+
+    sql("UPDATE pgbell.notifications SET read_at = now() WHERE id IN (%s, %s)")
+    for tab in tabs:
+        await expect_unread(tab, 0, why="after a writer read both")
+    sql("UPDATE pgbell.notifications SET read_at = NULL WHERE id IN (%s, %s)")
+    for tab in tabs:
+        await expect_unread(tab, 2, why="after a writer set read_at back to NULL")
+        await expect(item(tab, kept)).to_have_attribute("data-read", "false")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE pgbell.notifications SET archived_at = now() WHERE id = %s", (archived,)
+        )
+    for tab in tabs:
+        await expect_unread(tab, 1, why="after a writer archived one of them")
+        await expect(item(tab, archived), "an archived item still listed").to_have_count(0)
+        await expect(item(tab, kept)).to_be_visible()
+
+
 async def test_click_marks_read_and_opens_the_deal(server, database_url, context):
     alice, page = await live_user(context, server.base, database_url)
     globex = insert_deal(database_url, "Globex", alice)
