@@ -131,7 +131,11 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         # before the handshake: a refused origin is not an auth failure (4401)
         raise ApiError(403, "forbidden", "this origin may not open pgbell's WebSocket")
     ws = web.WebSocketResponse(
-        heartbeat=settings.ws_heartbeat, max_msg_size=settings.ws_max_frame_bytes
+        heartbeat=settings.ws_heartbeat,
+        max_msg_size=settings.ws_max_frame_bytes,
+        # aiohttp's default is on; off, an offered permessage-deflate is
+        # declined and the socket costs no zlib state (PGBELL_WS_COMPRESSION)
+        compress=settings.ws_compression,
     )
     await ws.prepare(request)
     try:
