@@ -1,7 +1,7 @@
 """Fan-out benchmark: `.venv/bin/python bench/fanout.py --sockets 10000`
 (or `make bench-fanout ARGS=...`).
 
-Scenarios 1 and 2 of "Fan-out at scale": N sockets whose clients offer
+Scenarios 1 to 3 of "Fan-out at scale": N sockets whose clients offer
 permessage-deflate as browsers do, held open, then one broadcast to all of
 them. The same clients meet, one after the other: pgbell serve with its
 defaults (compression off), pgbell serve with PGBELL_WS_COMPRESSION=on, and
@@ -12,7 +12,8 @@ before, over N), connect rate (sockets/s with their snapshot) and server
 CPU per connect, and for the broadcast (pgbell: one COMMIT of
 pgbell.notify(...) naming every user; floor: POST /broadcast) the latency
 from the trigger to each client's receipt, frames received against
-expected, and server CPU per 10,000 frames. Prints a table, writes the raw
+expected, and server CPU per 10,000 frames; then the reconnect storm: every
+socket drops and all reconnect at once with ?since=. Prints a table, writes the raw
 figures to bench/results/fanout-*.json and a latency picture beside them.
 """
 
@@ -64,7 +65,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--inflight", type=int, default=96, help="handshakes in flight, over all processes"
     )
-    p.add_argument("--systems", default="pgbell,pgbell-deflate,floor", help=", ".join(SYSTEMS))
+    p.add_argument("--systems", default=",".join(SYSTEMS), help="systems to run, in order")
+    p.add_argument(
+        "--no-storm", dest="storm", action="store_false", help="skip the reconnect storm"
+    )
+    p.add_argument(
+        "--storm-inflight", type=int, default=1000, help="handshakes in flight in the storm"
+    )
     p.add_argument("--settle", type=float, default=3.0, help="seconds idle before reading RSS")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a broadcast may take")
     p.add_argument("--pgbell-url", default=DEFAULT_URL, help="DROPPED and recreated")
@@ -75,8 +82,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--systems: choose from {', '.join(SYSTEMS)}")
     if not 1 <= a.sockets <= 100_000 or not 1 <= a.per_user <= 50:
         p.error("--sockets must be 1..100000 and --per-user 1..50")
-    if not 1 <= a.client_procs <= 64 or not 1 <= a.inflight <= 1000:
-        p.error("--client-procs must be 1..64 and --inflight 1..1000")
+    if not 1 <= a.client_procs <= 64 or not 1 <= a.inflight <= a.storm_inflight <= 100_000:
+        p.error("--client-procs must be 1..64, 1 <= --inflight <= --storm-inflight <= 100000")
     if math.ceil(a.sockets / a.client_procs) > 15_000:
         p.error("--client-procs: at most 15,000 sockets per process (20,000 open files)")
     require_loopback(a.pgbell_url)
@@ -135,8 +142,7 @@ class Clients:
             *(self._ask(p, m) for p, m in zip(self.procs, plans, strict=True))
         )
 
-    async def collect(self, timeout: float) -> list[dict]:
-        cmd = {"cmd": "collect", "timeout": timeout}
+    async def ask_all(self, cmd: dict) -> list[dict]:
         return await asyncio.gather(*(self._ask(p, cmd) for p in self.procs))
 
     async def stop(self) -> None:
@@ -163,11 +169,12 @@ def users_and_sockets(a: argparse.Namespace, secret: str) -> tuple[list[str], li
     return users, [[users[j % len(users)], tokens[users[j % len(users)]]] for j in range(a.sockets)]
 
 
-def commit_notify(url: str, users: list[str]) -> tuple[float, float, int]:
+def commit_notify(url: str, users: list[str], clear: bool = True) -> tuple[float, float, int]:
     """One transaction that notifies every user; (time before COMMIT, after, rows)."""
     with psycopg.connect(url, connect_timeout=5) as conn:
-        conn.execute("DELETE FROM pgbell.notifications")
-        conn.commit()
+        if clear:  # every system starts with no backlog
+            conn.execute("DELETE FROM pgbell.notifications")
+            conn.commit()
         rows = conn.execute(NOTIFY, (users,)).fetchone()[0]
         t0 = time.time()
         conn.commit()
@@ -223,12 +230,14 @@ async def run_system(name: str, a, secret: str, users, sockets, logs: Path) -> d
                 t_ack = time.time()
         else:
             t0, t_ack, sent = await asyncio.to_thread(commit_notify, a.pgbell_url, users)
-        got = await clients.collect(a.timeout)
+        got = await clients.ask_all({"cmd": "collect", "timeout": a.timeout})
         b1 = cpu.sample(pid)
         latencies = [t - t0 for g in got for t in g["times"]]
         received = len(latencies)
         cpu_s = b1["server"] - b0["server"]
+        storm = await reconnect_storm(name, a, users, clients, pid) if a.storm else None
         return {
+            "storm": storm,
             "system": name,
             "sockets": a.sockets,
             "connected": connected,
@@ -256,6 +265,36 @@ async def run_system(name: str, a, secret: str, users, sockets, logs: Path) -> d
     finally:
         await clients.stop()
         await proc.stop()
+
+
+async def reconnect_storm(name: str, a, users: list[str], clients: Clients, pid: int) -> dict:
+    """Scenario 3: every socket drops, one more notification is committed for
+    every user meanwhile (pgbell), and all reconnect at once with ?since= the
+    last id they got; each resume snapshot must carry what they missed."""
+    print(f"{name}: dropping every socket, then all reconnect at once", flush=True)
+    await clients.ask_all({"cmd": "drop"})
+    if not name.startswith("floor"):
+        await asyncio.to_thread(commit_notify, a.pgbell_url, users, False)
+    s0 = cpu.sample(pid)
+    shares = await clients.ask_all(
+        {"cmd": "reconnect", "inflight": max(1, a.storm_inflight // a.client_procs)}
+    )
+    s1 = cpu.sample(pid)
+    connected = sum(s["connected"] for s in shares)
+    span = max(s["last_snapshot"] for s in shares) - min(s["started"] for s in shares)
+    missed = [m for s in shares for m in s["missed"]]
+    return {
+        "reconnected": connected,
+        "errors": _merge(s["errors"] for s in shares),
+        "seconds": round(span, 2),
+        "per_s": round(connected / span, 1) if span > 0 else None,
+        "server_cpu_ms_each": round(1000 * (s1["server"] - s0["server"]) / connected, 3)
+        if connected
+        else None,
+        "postgresql_cpu_s": round(s1["postgresql"] - s0["postgresql"], 2),
+        # pgbell: each resume owes exactly the one notification committed meanwhile
+        "resumed_complete": None if name.startswith("floor") else sum(m >= 1 for m in missed),
+    }
 
 
 def _merge(dicts) -> dict:
@@ -288,6 +327,27 @@ def table(runs: list[dict]) -> str:
     return report.format_table(HEADER, rows)
 
 
+STORM_HEADER = [
+    "system", "reconnected", "seconds", "per s", "CPU ms each", "PostgreSQL CPU s",
+    "missed delivered",
+]  # fmt: skip
+
+
+def storm_table(runs: list[dict]) -> str:
+    rows = []
+    for r in runs:
+        st = r["storm"]
+        done = st["resumed_complete"]
+        rows.append(
+            [
+                r["system"], f"{st['reconnected']}/{r['sockets']}", f"{st['seconds']:g}",
+                f"{st['per_s'] or 0:g}", f"{st['server_cpu_ms_each'] or 0:g}",
+                f"{st['postgresql_cpu_s']:g}", "n/a" if done is None else f"{done}/{r['sockets']}",
+            ]
+        )  # fmt: skip
+    return report.format_table(STORM_HEADER, rows)
+
+
 async def main_async(a: argparse.Namespace) -> int:
     logs = a.results_dir / "logs"
     secret = secrets.token_urlsafe(36)
@@ -317,6 +377,9 @@ async def main_async(a: argparse.Namespace) -> int:
         f"{a.sockets} sockets ({len(users)} users x {a.per_user}), clients offer permessage-deflate"
     )
     print(table(result["runs"]))
+    if a.storm and result["runs"]:
+        print("\nReconnect storm: every socket at once, with ?since= (scenario 3)")
+        print(storm_table(result["runs"]))
     a.results_dir.mkdir(parents=True, exist_ok=True)
     path = a.results_dir / time.strftime("fanout-%Y%m%d-%H%M%S.json")
     path.write_text(json.dumps(result, indent=1))
