@@ -39,6 +39,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import cpu, report  # noqa: E402
+from bench.fanout_procs import Clients, listen_drops, rss_kib  # noqa: E402
+from bench.fanout_report import storm_table, table  # noqa: E402
 from bench.options import ROOT, require_loopback  # noqa: E402
 from bench.procs import ServerProcess, free_port  # noqa: E402
 from bench.stats import summary_ms  # noqa: E402
@@ -46,7 +48,6 @@ from bench.systems import recreate_database, run_bounded  # noqa: E402
 
 SYSTEMS = ("pgbell", "pgbell-deflate", "floor", "floor-deflate")
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/pgbell_fanout"
-CLIENT = ROOT / "bench" / "fanout_clients.py"
 NOTIFY = (
     "SELECT pgbell.notify('deal_created', user_ids => %s::text[],"
     " data => jsonb_build_object('deal_id', 1, 'title', 'Fan-out', 'amount', 1))"
@@ -88,78 +89,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--client-procs: at most 15,000 sockets per process (20,000 open files)")
     require_loopback(a.pgbell_url)
     return a
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-class Clients:
-    """The client processes: each holds a share of the sockets (fanout_clients.py)."""
-
-    def __init__(self, n: int, logs: Path) -> None:
-        self.n = n
-        self.logs = logs
-        self.procs: list[asyncio.subprocess.Process] = []
-
-    async def _ask(self, proc: asyncio.subprocess.Process, msg: dict | None) -> dict:
-        if msg is not None:
-            proc.stdin.write((json.dumps(msg) + "\n").encode())
-            await proc.stdin.drain()
-        line = await proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"a client process exited ({proc.returncode}); see {self.logs}")
-        return json.loads(line)
-
-    async def start(self) -> None:
-        self.logs.mkdir(parents=True, exist_ok=True)
-        for i in range(self.n):
-            with (self.logs / f"fanout-client-{i}.log").open("wb") as err:
-                self.procs.append(
-                    await asyncio.create_subprocess_exec(
-                        sys.executable, str(CLIENT),
-                        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                        stderr=err, limit=2**26, start_new_session=True,
-                    )
-                )  # fmt: skip
-        await asyncio.gather(*(self._ask(p, None) for p in self.procs))  # {"ready": true}
-
-    async def connect(self, url: str, sockets: list[list[str]], inflight: int) -> list[dict]:
-        plans = [
-            {
-                "url": url,
-                "sockets": sockets[i :: self.n],
-                # its own source address: 127.0.0.x each has its own ephemeral ports
-                "local_host": f"127.0.0.{1 + i}",
-                "inflight": max(1, inflight // self.n),
-            }
-            for i in range(self.n)
-        ]
-        return await asyncio.gather(
-            *(self._ask(p, m) for p, m in zip(self.procs, plans, strict=True))
-        )
-
-    async def ask_all(self, cmd: dict) -> list[dict]:
-        return await asyncio.gather(*(self._ask(p, cmd) for p in self.procs))
-
-    async def stop(self) -> None:
-        for p in self.procs:
-            if p.returncode is None:
-                try:
-                    p.stdin.write(b'{"cmd": "close"}\n')
-                    await p.stdin.drain()
-                except (ConnectionError, RuntimeError):
-                    pass
-        for p in self.procs:
-            try:
-                await asyncio.wait_for(p.wait(), 30)
-            except TimeoutError:
-                os.killpg(p.pid, signal.SIGKILL)
-                await p.wait()
-        self.procs = []
 
 
 def users_and_sockets(a: argparse.Namespace, secret: str) -> tuple[list[str], list[list[str]]]:
@@ -212,7 +141,7 @@ async def run_system(name: str, a, secret: str, users, sockets, logs: Path) -> d
         pid = proc.pid
         rss0 = rss_kib(pid)
         await clients.start()
-        c0 = cpu.sample(pid)
+        c0, drops = cpu.sample(pid), listen_drops()
         print(f"{name}: opening {a.sockets} sockets", flush=True)
         shares = await clients.connect("ws" + base[4:] + "/ws", sockets, a.inflight)
         c1 = cpu.sample(pid)
@@ -246,6 +175,7 @@ async def run_system(name: str, a, secret: str, users, sockets, logs: Path) -> d
             "rss_after_kib": rss1,
             "rss_per_socket_kib": round((rss1 - rss0) / max(connected, 1), 1),
             "connect_s": round(span, 2),
+            "connect_listen_drops": listen_drops() - drops,
             "connects_per_s": round(connected / span, 1) if span > 0 else None,
             "connect_cpu_ms_each": round(1000 * (c1["server"] - c0["server"]) / connected, 3)
             if connected
@@ -275,7 +205,7 @@ async def reconnect_storm(name: str, a, users: list[str], clients: Clients, pid:
     await clients.ask_all({"cmd": "drop"})
     if not name.startswith("floor"):
         await asyncio.to_thread(commit_notify, a.pgbell_url, users, False)
-    s0 = cpu.sample(pid)
+    s0, drops = cpu.sample(pid), listen_drops()
     shares = await clients.ask_all(
         {"cmd": "reconnect", "inflight": max(1, a.storm_inflight // a.client_procs)}
     )
@@ -292,6 +222,7 @@ async def reconnect_storm(name: str, a, users: list[str], clients: Clients, pid:
         if connected
         else None,
         "postgresql_cpu_s": round(s1["postgresql"] - s0["postgresql"], 2),
+        "listen_drops": listen_drops() - drops,
         # pgbell: each resume owes exactly the one notification committed meanwhile
         "resumed_complete": None if name.startswith("floor") else sum(m >= 1 for m in missed),
     }
@@ -303,49 +234,6 @@ def _merge(dicts) -> dict:
         for k, v in d.items():
             out[k] = out.get(k, 0) + v
     return out
-
-
-HEADER = [
-    "system", "connected", "KiB/socket", "connects/s", "CPU ms/connect",
-    "p50 ms", "p99 ms", "max ms", "received/expected", "CPU s/10k frames",
-]  # fmt: skip
-
-
-def table(runs: list[dict]) -> str:
-    def f(v) -> str:
-        return "-" if v is None else f"{v:g}"
-
-    rows = [
-        [
-            r["system"], f"{r['connected']}/{r['sockets']}", f(r["rss_per_socket_kib"]),
-            f(r["connects_per_s"]), f(r["connect_cpu_ms_each"]), f(r["latency_ms"]["p50"]),
-            f(r["latency_ms"]["p99"]), f(r["latency_ms"]["max"]),
-            f"{r['frames_received']}/{r['frames_expected']}", f(r["cpu_s_per_10k_frames"]),
-        ]
-        for r in runs
-    ]  # fmt: skip
-    return report.format_table(HEADER, rows)
-
-
-STORM_HEADER = [
-    "system", "reconnected", "seconds", "per s", "CPU ms each", "PostgreSQL CPU s",
-    "missed delivered",
-]  # fmt: skip
-
-
-def storm_table(runs: list[dict]) -> str:
-    rows = []
-    for r in runs:
-        st = r["storm"]
-        done = st["resumed_complete"]
-        rows.append(
-            [
-                r["system"], f"{st['reconnected']}/{r['sockets']}", f"{st['seconds']:g}",
-                f"{st['per_s'] or 0:g}", f"{st['server_cpu_ms_each'] or 0:g}",
-                f"{st['postgresql_cpu_s']:g}", "n/a" if done is None else f"{done}/{r['sockets']}",
-            ]
-        )  # fmt: skip
-    return report.format_table(STORM_HEADER, rows)
 
 
 async def main_async(a: argparse.Namespace) -> int:
