@@ -5,10 +5,13 @@ way. Checked from the handshake response an independent client sees."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pgbell.config import ConfigError, Settings
-from tests.contract_client import frame, mint, open_socket, snapshot
+from pgbell.http import keys
+from tests.contract_client import closed, frame, mint, open_socket, snapshot
 from tests.support import add_user, insert_deal, server_env
 
 URL = "postgresql://pgbell@127.0.0.1:5432/pgbell"
@@ -40,6 +43,34 @@ async def test_compression_is_negotiated_when_turned_on(start_server, database_u
     server = await start_server(PGBELL_WS_COMPRESSION="on")
     negotiated = await _negotiated(server, database_url)
     assert negotiated is not None and negotiated.startswith("permessage-deflate"), negotiated
+
+
+async def _send_frame_of(server, uid: int, size: int, offer: str | None):
+    """Send a ping frame of exactly `size` bytes on a socket that offers
+    permessage-deflate (offer "deflate") or not (None)."""
+    ws = await open_socket(server.ws_base, mint(uid), compression=offer)
+    await snapshot(ws, "before a large frame")
+    text = json.dumps({"type": "ping", "padding": ""})
+    await ws.send(json.dumps({"type": "ping", "padding": "x" * (size - len(text))}))
+    return ws
+
+
+@pytest.mark.parametrize(
+    ("compression", "offer"), [("off", "deflate"), ("on", "deflate"), ("on", None)]
+)
+async def test_the_frame_limit_is_exact_whether_frames_are_compressed_or_not(
+    start_server, database_url, compression, offer
+):
+    server = await start_server(PGBELL_WS_COMPRESSION=compression)
+    limit = server.pgbell_app[keys.SETTINGS].ws_max_frame_bytes
+    uid = add_user(database_url, "ann")
+    how = f"compression {compression}, the client offering {offer}"
+    ws = await _send_frame_of(server, uid, limit, offer)
+    assert await frame(ws, "pong", f"for a frame of exactly the limit, {how}")
+    await ws.close()
+    ws = await _send_frame_of(server, uid, limit + 1, offer)
+    code, _ = await closed(ws, f"after a frame one byte over the limit, {how}")
+    assert code == 1009
 
 
 @pytest.mark.parametrize(
