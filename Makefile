@@ -12,7 +12,7 @@ CLIENT_STAMP := client/node_modules/.installed-stamp
 # the React example page, built into the folder pgbell serves at /static/
 REACT_PAGE   := client_demo/react/app.js
 
-.PHONY: run test lint format bench venv client clean
+.PHONY: run test lint format bench bench-fanout venv client clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,10 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(ARGS)
+
+# N idle sockets and one broadcast: pgbell beside a bare aiohttp floor (bench/fanout.py)
+bench-fanout: $(STAMP)
+	$(BIN)/python bench/fanout.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache client/node_modules client/dist client_demo/react

@@ -69,3 +69,27 @@ def _ms_label(value: float, _pos: int) -> str:
     if value >= 1000:
         return f"{value / 1000:g} s"
     return f"{value:g} ms"
+
+
+def fanout_cdf(runs: list[dict], path: Path) -> Path:
+    """bench/fanout.py: one curve per system, the share of expected frames
+    that arrived within x ms of the broadcast's trigger."""
+    fig, ax = plt.subplots(figsize=(7, 4.4))
+    for r in runs:
+        values, expected = r["latencies_ms"], r["frames_expected"]
+        if values and expected:
+            ys = [(i + 1) / expected for i in range(len(values))]
+            ax.step(values, ys, where="post", label=r["system"])
+    ax.xaxis.set_major_formatter(FuncFormatter(_ms_label))
+    ax.set_xlabel("trigger (COMMIT or POST) -> frame received")
+    ax.set_ylabel("share of expected frames delivered")
+    ax.set_ylim(0, 1.02)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    n = runs[0]["sockets"]
+    ax.set_title(f"One broadcast to {n:,} sockets (clients offer permessage-deflate)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -49,6 +49,21 @@ def _float(env: dict[str, str], name: str, default: float, lo: float, hi: float)
     return value
 
 
+_TRUE = ("1", "on", "true", "yes")
+_FALSE = ("0", "off", "false", "no")
+
+
+def _flag(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be on or off (also 1/0, true/false, yes/no), got {raw[:40]!r}")
+
+
 def _origins(raw: str) -> tuple[str, ...]:
     origins = tuple(o.strip() for o in raw.split(",") if o.strip())
     for origin in origins:
@@ -182,6 +197,10 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     ws_max_frame_bytes: int = 64 * 1024
     ws_heartbeat: float = 30.0
+    # negotiate permessage-deflate with clients that offer it: each socket
+    # then keeps zlib state (about 100 KB) and every frame is deflated on
+    # the event loop, so it is off unless bandwidth matters more
+    ws_compression: bool = False
     send_queue_size: int = 16384
     snapshot_size: int = 50
     poll_interval: float = 5.0
@@ -255,6 +274,7 @@ class Settings:
                 env, "PGBELL_WS_MAX_FRAME_BYTES", 64 * 1024, 128, 16 * 1024 * 1024
             ),
             ws_heartbeat=_float(env, "PGBELL_WS_HEARTBEAT", 30.0, 1.0, 3600.0),
+            ws_compression=_flag(env, "PGBELL_WS_COMPRESSION", False),
             send_queue_size=_int(env, "PGBELL_SEND_QUEUE_SIZE", 16384, 1, 1_000_000),
             poll_interval=_float(env, "PGBELL_POLL_INTERVAL", 5.0, 0.05, 3600.0),
             db_pool_max=_int(env, "PGBELL_DB_POOL_MAX", 10, 2, 1000),

@@ -131,7 +131,13 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         # before the handshake: a refused origin is not an auth failure (4401)
         raise ApiError(403, "forbidden", "this origin may not open pgbell's WebSocket")
     ws = web.WebSocketResponse(
-        heartbeat=settings.ws_heartbeat, max_msg_size=settings.ws_max_frame_bytes
+        heartbeat=settings.ws_heartbeat,
+        max_msg_size=_aiohttp_max_msg_size(
+            request, settings.ws_max_frame_bytes, settings.ws_compression
+        ),
+        # aiohttp's default is on; off, an offered permessage-deflate is
+        # declined and the socket costs no zlib state (PGBELL_WS_COMPRESSION)
+        compress=settings.ws_compression,
     )
     await ws.prepare(request)
     try:
@@ -195,6 +201,16 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         await sub.stop()
         app[keys.SOCKETS].discard(ws)
     return ws
+
+
+def _aiohttp_max_msg_size(request: web.Request, limit: int, compression: bool) -> int:
+    """aiohttp's max_msg_size for PGBELL_WS_MAX_FRAME_BYTES = `limit`. aiohttp
+    (3.14) refuses a plain frame of max_msg_size bytes or more, but an
+    inflated message only past max_msg_size. So a socket that will not be
+    compressed gets one byte more, and a frame of exactly `limit` bytes
+    passes either way, as documented."""
+    offered = "permessage-deflate" in request.headers.get("Sec-WebSocket-Extensions", "")
+    return limit if compression and offered else limit + 1
 
 
 async def _close_on_failure(ws: web.WebSocketResponse, e: Exception, doing: str) -> None:
