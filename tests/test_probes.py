@@ -85,6 +85,8 @@ async def draining_server(database_url: str, http, tmp_path) -> AsyncIterator[tu
         proc = await asyncio.create_subprocess_exec(
             str(PGBELL),
             "serve",
+            "--workers",
+            "1",  # the drain of one process; tests/test_workers.py has the supervisor's
             "--port",
             str(port),
             env=env,
