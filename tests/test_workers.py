@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -97,14 +98,22 @@ def _env(database_url: str, **extra: str) -> dict[str, str]:
     }
 
 
-async def _start(tmp_path: Path, env: dict[str, str], *args: str) -> Supervised:
-    port = free_port()
+async def _start(tmp_path: Path, env: dict[str, str], *args: str, port: int = 0) -> Supervised:
+    """With port 0 the supervisor picks the port and holds it (no other
+    process can take it meanwhile); its first line says which."""
     out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
     with out.open("wb") as o, err.open("wb") as e:
         proc = await asyncio.create_subprocess_exec(
             str(PGBELL), "serve", "--port", str(port), *args, env=env, stdout=o, stderr=e
         )
     return Supervised(proc, port, out, err)
+
+
+def _port_said(srv: Supervised) -> int | None:
+    found = re.search(
+        r"serving on http://127\.0\.0\.1:(\d+) with 2 workers", srv.stdout.read_text()
+    )
+    return int(found[1]) if found else None
 
 
 @pytest.fixture
@@ -122,6 +131,8 @@ async def start(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Supervi
             return bool(srv.supervisor_said("all 2 workers ready"))
 
         await wait_until(ready, "the supervisor saying both workers are ready", START_WAIT)
+        srv.port = _port_said(srv) or 0
+        assert srv.port, f"no port on the supervisor's first line: {srv.stdout.read_text()}"
         return srv
 
     yield run
@@ -270,7 +281,7 @@ async def _listeners_are(database_url: str, n: int) -> bool:
 def test_a_bad_setting_stops_the_start_with_one_line_before_any_worker(setting, message):
     env = _env("postgresql://127.0.0.1:1/none", **{"PGBELL_WORKERS": "2", **setting})
     done = subprocess.run(
-        [str(PGBELL), "serve", "--port", str(free_port())],
+        [str(PGBELL), "serve", "--port", "0"],
         env=env,
         capture_output=True,
         text=True,
@@ -302,7 +313,7 @@ async def test_workers_that_cannot_start_make_the_supervisor_give_up_with_the_re
 
 
 async def test_workers_1_is_one_process_without_a_supervisor(tmp_path, database_url):
-    srv = await _start(tmp_path, _env(database_url), "--workers", "1")
+    srv = await _start(tmp_path, _env(database_url), "--workers", "1", port=free_port())
     try:
         async with aiohttp.ClientSession() as http:
 

@@ -32,47 +32,8 @@ class Worker:
 
     index: int  # 1 to count
     count: int
-    sockets: list[socket.socket]
+    sockets: list[socket.socket]  # bound by pgbell.ops.workers.bind
     ready: Callable[[], None] = field(default=lambda: None)
-
-
-def bind(host: str, port: int) -> list[socket.socket]:
-    """Sockets bound to every address of host:port with SO_REUSEPORT, not
-    yet listening: the kernel spreads connections over the listening
-    sockets of that port, one per worker, and sends none to a socket that
-    is only bound. As asyncio's create_server does for a host name, every
-    address it resolves to gets a socket; port 0 takes the port the first
-    one gets. Raises OSError that says which address."""
-    try:
-        infos = socket.getaddrinfo(
-            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-    except socket.gaierror as e:
-        raise OSError(f"cannot resolve {host!r}: {e.strerror}") from None
-    sockets: list[socket.socket] = []
-    seen = set()
-    try:
-        for family, kind, proto, _, address in infos:
-            if (family, address) in seen:
-                continue
-            seen.add((family, address))
-            sock = socket.socket(family, kind, proto)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            if port == 0 and len(sockets) > 1:
-                address = (address[0], sockets[0].getsockname()[1], *address[2:])
-            try:
-                sock.bind(address)
-            except OSError as e:
-                raise OSError(f"cannot bind {address[0]} port {address[1]}: {e.strerror}") from None
-    except BaseException:
-        for sock in sockets:
-            sock.close()
-        raise
-    return sockets
 
 
 def _drain_on_sigterm(app: web.Application) -> None:

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 from pgbell.config import Settings
 from pgbell.http import logs
-from pgbell.ops import serving
 
 log = logging.getLogger("pgbell.workers")
 
@@ -265,7 +264,7 @@ def supervise(settings: Settings, env: dict[str, str]) -> int:
     stops the start before any worker, and port 0 becomes one port for all."""
     logs.setup(settings.log_level, settings.log_format)
     try:
-        held = serving.bind(settings.host, settings.port)
+        held = bind(settings.host, settings.port)
     except OSError as e:
         raise SystemExit(f"pgbell: {e}") from None
     port = held[0].getsockname()[1]
@@ -280,6 +279,45 @@ def supervise(settings: Settings, env: dict[str, str]) -> int:
             sock.close()
 
 
+def bind(host: str, port: int) -> list[socket.socket]:
+    """Sockets bound to every address of host:port with SO_REUSEPORT, not
+    yet listening: the kernel spreads connections over the listening
+    sockets of that port, one per worker, and sends none to a socket that
+    is only bound. As asyncio's create_server does for a host name, every
+    address it resolves to gets a socket; port 0 takes the port the first
+    one gets. Raises OSError that says which address."""
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as e:
+        raise OSError(f"cannot resolve {host!r}: {e.strerror}") from None
+    sockets: list[socket.socket] = []
+    seen = set()
+    try:
+        for family, kind, proto, _, address in infos:
+            if (family, address) in seen:
+                continue
+            seen.add((family, address))
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(sockets) > 1:
+                address = (address[0], sockets[0].getsockname()[1], *address[2:])
+            try:
+                sock.bind(address)
+            except OSError as e:
+                raise OSError(f"cannot bind {address[0]} port {address[1]}: {e.strerror}") from None
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
 def _stop_with_the_supervisor() -> None:
     """Linux: this process gets SIGTERM when its parent dies, even by
     SIGKILL, and stops as it would on the supervisor's own SIGTERM."""
@@ -292,6 +330,9 @@ def _stop_with_the_supervisor() -> None:
 def work(settings: Settings, index: int, count: int, ready_fd: int) -> int:
     """One worker, as the supervisor starts it: says on ready_fd when it is
     ready, or why it could not start."""
+    # the app, aiohttp, asyncpg: in the workers, never in the supervisor
+    from pgbell.ops import serving
+
     _stop_with_the_supervisor()
     os.set_inheritable(ready_fd, False)
 
@@ -305,7 +346,7 @@ def work(settings: Settings, index: int, count: int, ready_fd: int) -> int:
 
     try:
         try:
-            sockets = serving.bind(settings.host, settings.port)
+            sockets = bind(settings.host, settings.port)
         except OSError as e:
             raise SystemExit(f"pgbell: {e}") from None
         serving.serve(settings, serving.Worker(index, count, sockets, lambda: say("ready")))
