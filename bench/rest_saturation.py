@@ -8,8 +8,10 @@ whom the writer is a manager), then --writers concurrent writers POST
 rate no server reaches, so only --writers are ever in flight) for
 --seconds after a --warmup. It prints deals/s, the answer time, and who
 kept the cores busy: the server (supervisor and workers), PostgreSQL and
-this harness. Each deal notifies its owner and every manager; nobody holds
-a socket, so this is the REST path and the database's work alone.
+this harness. Each deal notifies its owner and every manager (--managers;
+the writer is one more); nobody holds a socket, so this is the REST path
+and the database's work alone. The servers run with their defaults (an
+access-log line per request) but the demo's limit on deals per minute.
 
 On one machine the client, the server and PostgreSQL share the cores:
 compare the rows of one run, and read the cores column before the rate.
@@ -57,6 +59,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=15.0, help="measured (default 15)")
     p.add_argument("--warmup", type=float, default=3.0, help="before measuring (default 3)")
     p.add_argument("--users", type=int, default=20, help="deal owners (default 20)")
+    p.add_argument(
+        "--managers",
+        type=int,
+        default=4,
+        help="of them, managers: each deal notifies them and its owner (default 4, as make bench)",
+    )
     p.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
     opts = p.parse_args(argv)
     opts.worker_counts = [int(w) for w in opts.workers.split(",") if w.strip()]
@@ -70,12 +78,12 @@ async def one_run(opts: argparse.Namespace, workers: int) -> dict:
     env.update(
         DATABASE_URL=opts.database_url,
         PGBELL_JWT_SECRET=secrets.token_urlsafe(36),
-        # no access log, as the other benchmarks; no deal limit (it is per worker)
-        PGBELL_LOG_LEVEL="WARNING",
+        # the server's defaults (INFO: an access-log line per request) but
+        # the demo's deal limit, which would refuse nearly every request
         PGBELL_DEALS_PER_MINUTE="1000000",
     )
     await run_bounded([str(pgbell), "migrate", "--demo"], env, ROOT, timeout=120)
-    await asyncio.to_thread(insert_pgbell_users, opts.database_url, opts.users, 1)
+    await asyncio.to_thread(insert_pgbell_users, opts.database_url, opts.users, opts.managers)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = ServerProcess(
@@ -129,7 +137,8 @@ async def main(argv: list[str] | None = None) -> int:
     print(f"command: .venv/bin/python bench/rest_saturation.py {' '.join(sys.argv[1:])}".rstrip())
     print(
         f"machine: {os.cpu_count()} cores; {opts.writers} concurrent POST /deals for"
-        f" {opts.seconds:g} s after {opts.warmup:g} s of warm-up; {opts.users} owners"
+        f" {opts.seconds:g} s after {opts.warmup:g} s of warm-up; {opts.users} owners,"
+        f" {opts.managers} managers"
     )
     base = rows[0]["rate"] or 1.0
     for r in rows:
