@@ -106,6 +106,9 @@ class Supervisor:
             slot.process = subprocess.Popen(
                 argv, env=self.env, pass_fds=(write,), stdin=subprocess.DEVNULL, process_group=0
             )
+        except BaseException:
+            os.close(read)
+            raise
         finally:
             os.close(write)
         os.set_blocking(read, False)
