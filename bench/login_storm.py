@@ -177,7 +177,7 @@ async def run(opts) -> int:
     base_url = f"http://127.0.0.1:{port}"
     server = ServerProcess(
         "pgbell",
-        [str(pgbell), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [str(pgbell), "serve", "--workers", "1", "--host", "127.0.0.1", "--port", str(port)],
         env,
         ROOT,
         opts.results_dir / "logs" / "login_storm.log",

@@ -135,7 +135,7 @@ async def start_pgbell(opts: Options, logs: Path, procs: list[ServerProcess]) ->
     port = free_port()
     proc = ServerProcess(
         "pgbell",
-        [str(pgbell), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [str(pgbell), "serve", "--workers", "1", "--host", "127.0.0.1", "--port", str(port)],
         env,
         ROOT,
         logs / "pgbell.log",

@@ -170,6 +170,19 @@ def _listen_url(env: dict[str, str], database_url: str, pool_mode: str) -> str:
     return url or database_url
 
 
+def cores() -> int:
+    """The cores this process may run on (os.process_cpu_count() of Python
+    3.13: the CPU affinity, which a container or taskset narrows)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+# `pgbell serve --workers N`: more would only share the same cores
+MAX_WORKERS = 256
+
+
 def _default_login_threads() -> int:
     """All cores but one: the event loop keeps a core while passwords are checked."""
     return max(1, (os.cpu_count() or 2) - 1)
@@ -229,6 +242,8 @@ class Settings:
     trusted_proxies: tuple[Network, ...] = ()
     # seconds between SIGTERM and closing, /readyz answering 503 meanwhile
     shutdown_drain: float = 0.0
+    # processes of `pgbell serve`, each with its own listener, pool and hub
+    workers: int = field(default_factory=cores)
 
     def __post_init__(self) -> None:
         if not self.listen_database_url:
@@ -300,6 +315,7 @@ class Settings:
             ws_reads_per_second=_float(env, "PGBELL_WS_READS_PER_SECOND", 20.0, 0.1, 100_000.0),
             deals_per_minute=_int(env, "PGBELL_DEALS_PER_MINUTE", 60, 1, 1_000_000),
             shutdown_drain=_float(env, "PGBELL_SHUTDOWN_DRAIN", 0.0, 0.0, 600.0),
+            workers=_int(env, "PGBELL_WORKERS", cores(), 1, MAX_WORKERS),
         )
         if not (values["jwt_secret"] or values["jwt_public_key"] or values["jwt_jwks_url"]):
             raise ConfigError(

@@ -86,6 +86,12 @@ async def test_a_database_without_the_schema_version_is_one_problem(database_url
     ]
 
 
+async def test_the_configuration_line_counts_the_connections_of_every_worker(database_url):
+    report = await check.run(env_for(database_url, PGBELL_WORKERS="3", PGBELL_DB_POOL_MAX="4"))
+    (line,) = [x for x in report.lines if x.startswith("ok: configuration: ")]
+    assert line.endswith("; 3 workers: at most 12 pool and 3 LISTEN connections"), line
+
+
 async def test_a_newer_schema_version_is_served_with_a_warning_not_a_problem(database_url):
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("INSERT INTO pgbell.alembic_version VALUES ('9999_from_the_future')")

@@ -111,3 +111,12 @@ def test_pgbell_serve_refuses_to_start_without_a_key_and_says_which_variables():
     assert out.returncode != 0
     assert "PGBELL_JWT_SECRET" in out.stderr and "PGBELL_JWT_JWKS_URL" in out.stderr
     assert "serving on" not in out.stdout
+
+
+def test_workers_default_to_the_cores_this_process_may_use():
+    settings = Settings.from_env({"DATABASE_URL": URL, "PGBELL_JWT_SECRET": "s" * 32})
+    assert settings.workers == len(os.sched_getaffinity(0))
+    again = Settings.from_env(
+        {"DATABASE_URL": URL, "PGBELL_JWT_SECRET": "s" * 32, "PGBELL_WORKERS": "3"}
+    )
+    assert again.workers == 3

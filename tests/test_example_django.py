@@ -208,7 +208,16 @@ async def running(empty_database: str, tmp_path: Path) -> AsyncIterator[Stack]:
                 f"{django}/accounts/login/",
             ),
             "pgbell": (
-                [str(PGBELL), "serve", "--host", "127.0.0.1", "--port", str(pgbell_port)],
+                [
+                    str(PGBELL),
+                    "serve",
+                    "--workers",
+                    "1",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(pgbell_port),
+                ],
                 pgbell_env,
                 f"{pgbell}/healthz",
             ),

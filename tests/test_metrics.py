@@ -183,6 +183,8 @@ async def test_process_build_pool_queue_and_per_route_latency(server, http):
             "pgbell_build_info",
             version=pgbell.__version__,
             python=platform.python_version(),
+            worker="1",
+            workers="1",
         )
         == 1
     )

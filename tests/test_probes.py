@@ -85,6 +85,8 @@ async def draining_server(database_url: str, http, tmp_path) -> AsyncIterator[tu
         proc = await asyncio.create_subprocess_exec(
             str(PGBELL),
             "serve",
+            "--workers",
+            "1",  # the drain of one process; tests/test_workers.py has the supervisor's
             "--port",
             str(port),
             env=env,
@@ -135,4 +137,20 @@ async def test_sigterm_fails_readiness_before_anything_closes(draining_server, h
     proc.send_signal(signal.SIGTERM)  # a second one ends the drain at once
     await asyncio.wait_for(ws.wait_closed(), STOP_WAIT)
     assert ws.close_code == 1001, ws.close_code
+    assert await asyncio.wait_for(proc.wait(), STOP_WAIT) == 0
+
+
+async def test_more_sigterms_while_stopping_change_nothing(draining_server, http):
+    """Two more SIGTERMs at once after the first (a supervisor forwarding
+    one while systemd sends another): the second ends the drain, the third
+    arrives during the shutdown and must not cut it short (exit 1)."""
+    proc, base = draining_server
+    proc.send_signal(signal.SIGTERM)
+
+    async def draining() -> bool:
+        return (await probe(http, base, "/readyz"))[0] == 503
+
+    await wait_until(draining, "/readyz turning 503 after SIGTERM")
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), STOP_WAIT) == 0

@@ -64,6 +64,8 @@ async def served(database_url: str, tmp_path: Path) -> AsyncIterator[Served]:
         proc = await asyncio.create_subprocess_exec(
             str(PGBELL),
             "serve",
+            "--workers",
+            "1",  # one process: its SIGTERM, its requests, its log
             "--host",
             "127.0.0.1",
             "--port",

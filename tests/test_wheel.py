@@ -329,6 +329,8 @@ async def test_pgbell_migrates_and_serves_from_anywhere(
         serve = await asyncio.create_subprocess_exec(
             installed.pgbell,
             "serve",
+            "--workers",
+            "1",
             "--host",
             "127.0.0.1",
             "--port",

@@ -34,6 +34,8 @@ SCHEMA: web.AppKey[Verdict] = web.AppKey("schema")
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")
 # Set once the server is going away (SIGTERM, shutdown): /readyz answers 503.
 DRAINING: web.AppKey[asyncio.Event] = web.AppKey("draining")
+# (index, count) of a worker of `pgbell serve --workers N`; absent: (1, 1).
+WORKER: web.AppKey[tuple[int, int]] = web.AppKey("worker")
 
 # Per-request values, read by the access logger.
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)

@@ -94,12 +94,29 @@ class TextFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
-def setup(level: str = "INFO", fmt: str = "json") -> None:
+class _WorkerField(logging.Filter):
+    """Stamps the worker index on every record (the `worker` field of a JSON
+    line), so the lines of several worker processes on one stderr can be
+    told apart."""
+
+    def __init__(self, worker: int) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.worker
+        return True
+
+
+def setup(level: str = "INFO", fmt: str = "json", worker: int | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        who = "" if worker is None else " worker %(worker)s"
+        handler.setFormatter(TextFormatter(f"%(asctime)s %(levelname)s{who} %(name)s: %(message)s"))
+    if worker is not None:
+        handler.addFilter(_WorkerField(worker))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

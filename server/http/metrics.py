@@ -78,10 +78,17 @@ class PgbellCollector:
         yield from self._http()
 
     def _build(self) -> Iterator[Metric]:
+        worker, workers = self._app.get(keys.WORKER, (1, 1))
         yield InfoMetricFamily(
             "pgbell_build",
-            "The running pgbell: its version and its Python's.",
-            value={"version": __version__, "python": platform.python_version()},
+            "The running pgbell: its version, its Python's, and which of the"
+            " `pgbell serve --workers` processes answered this scrape.",
+            value={
+                "version": __version__,
+                "python": platform.python_version(),
+                "worker": str(worker),
+                "workers": str(workers),
+            },
         )
 
     def _sockets(self) -> Iterator[Metric]:

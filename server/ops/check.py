@@ -107,10 +107,14 @@ def _configuration(env: Mapping[str, str], report: Report) -> Settings | None:
         if settings.listen_database_url != settings.database_url
         else "DATABASE_URL"
     )
+    n = settings.workers
     report.ok(
         f"configuration: DATABASE_URL {label(settings.database_url)}"
         f" (PGBELL_DB_POOL_MODE={settings.db_pool_mode},"
-        f" statement cache {settings.db_statement_cache}), LISTEN through {listen}"
+        f" statement cache {settings.db_statement_cache}), LISTEN through {listen};"
+        # every worker has its own pool and LISTEN connection
+        f" {n} worker{'s' if n > 1 else ''}: at most {n * settings.db_pool_max} pool"
+        f" and {n} LISTEN connection{'s' if n > 1 else ''}"
     )
     return settings
 

@@ -14,18 +14,13 @@ import secrets
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
 
 from pgbell import __version__
-from pgbell.config import ConfigError, Settings
-from pgbell.schema import SchemaError
+from pgbell.config import MAX_WORKERS, ConfigError, Settings
 from pgbell.sql import Q
-
-if TYPE_CHECKING:
-    from aiohttp import web
 
 # `make run` keeps its embedded database here, relative to where it is run.
 DATA_DIR = Path(".data")
@@ -182,68 +177,12 @@ def _toggle_rule(conn: psycopg.Connection, args: argparse.Namespace) -> int:
     return 0
 
 
-def _drain_on_sigterm(app: web.Application) -> None:
-    """SIGTERM turns /readyz to 503 at once and stops the server (close the
-    listening socket, close WebSockets 1001, finish requests) only
-    PGBELL_SHUTDOWN_DRAIN seconds later, so that a load balancer probing
-    /readyz stops sending clients first. A second SIGTERM stops it at once."""
-    import asyncio
-    import logging
-    import signal
-
-    from aiohttp.web_runner import GracefulExit
-
-    from pgbell.http import keys
-
-    def stop() -> None:
-        raise GracefulExit()  # what aiohttp's own SIGTERM handler raises
-
-    async def install(app: web.Application) -> None:
-        loop = asyncio.get_running_loop()
-        seconds = app[keys.SETTINGS].shutdown_drain
-
-        def drain() -> None:
-            if app[keys.DRAINING].is_set():
-                stop()
-            app[keys.DRAINING].set()
-            logging.getLogger("pgbell").info(
-                "SIGTERM: /readyz answers 503; stopping in %g s", seconds
-            )
-            loop.call_later(seconds, stop)
-
-        # replaces the handler aiohttp installed before the app started
-        loop.add_signal_handler(signal.SIGTERM, drain)
-
-    app.on_startup.append(install)
-
-
-def serve(settings: Settings) -> None:
-    import logging
-
-    from aiohttp import web
-
-    from pgbell.http import logs
-    from pgbell.http.app import create_app
-
-    logs.setup(settings.log_level, settings.log_format)
-    app = create_app(settings)
-    _drain_on_sigterm(app)
-    try:
-        web.run_app(
-            app,
-            host=settings.host,
-            port=settings.port,
-            access_log_class=logs.AccessLogger,
-            print=lambda *a: None,
-            shutdown_timeout=10.0,
-        )
-    except SchemaError as e:
-        logging.getLogger("pgbell").error("not serving: %s", e)
-        raise SystemExit(f"pgbell: {e}") from None
-
-
 def _settings(env: dict[str, str] | None, args: argparse.Namespace) -> Settings:
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers))
+        if v is not None
+    }
     try:
         return Settings.from_env(env, **overrides)
     except ConfigError as e:
@@ -256,11 +195,28 @@ def cmd_check(args: argparse.Namespace) -> int:
     return check.main()
 
 
+def _serve(settings: Settings, env: dict[str, str]) -> int:
+    """One process with --workers 1, else a supervisor and its workers."""
+    if settings.workers > 1:
+        from pgbell.ops import workers
+
+        return workers.supervise(settings, env)
+    from pgbell.ops import serving
+
+    print(f"pgbell: serving on http://{settings.host}:{settings.port}", flush=True)
+    serving.serve(settings)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(None, args)
-    print(f"pgbell: serving on http://{settings.host}:{settings.port}", flush=True)
-    serve(settings)
-    return 0
+    if args.worker is not None:
+        # a worker process that `pgbell serve --workers N` started
+        from pgbell.ops import workers
+
+        index, count = args.worker
+        return workers.work(settings, index, count, args.ready_fd)
+    return _serve(settings, dict(os.environ))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -293,8 +249,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  {name:<6} roles: {', '.join(roles)}")
     settings = _settings(env, args)
     print(f"pgbell: open http://{settings.host}:{settings.port} (Ctrl-C stops)", flush=True)
-    serve(settings)
-    return 0
+    return _serve(settings, env)
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -324,6 +279,21 @@ def run_psql(psql_args: list[str]) -> int:
     url = os.environ.get("DATABASE_URL") or embedded.start(DATA_DIR)
     psql = embedded.bin_dir() / "psql"
     return subprocess.run([str(psql), "-X", "-d", url, *psql_args], check=False).returncode
+
+
+def _workers(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {raw!r}") from None
+    if not 1 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"between 1 and {MAX_WORKERS}, got {value}")
+    return value
+
+
+def _worker_of(raw: str) -> tuple[int, int]:
+    index, _, count = raw.partition("/")
+    return int(index), int(count)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -359,6 +329,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve REST, /ws and the client demo")
     s.add_argument("--host", help="address to bind (default $PGBELL_HOST or 127.0.0.1)")
     s.add_argument("--port", type=int, help="port (default $PGBELL_PORT or 8080)")
+    s.add_argument(
+        "--workers",
+        type=_workers,
+        metavar="N",
+        help="processes on the same port, each with its own LISTEN connection and pool"
+        " (default $PGBELL_WORKERS or the number of cores; 1: no supervisor)",
+    )
+    # how a supervisor starts its workers; not for people
+    s.add_argument("--worker", type=_worker_of, help=argparse.SUPPRESS)
+    s.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_serve)
 
     u = sub.add_parser("user", help="manage pgbell's own users (standalone mode)")
@@ -412,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", default=str(DATA_DIR), help="embedded data (default ./.data/)")
     run.add_argument("--host")
     run.add_argument("--port", type=int)
+    run.add_argument(
+        "--workers", type=_workers, default=1, metavar="N", help="serving processes (default 1)"
+    )
     run.set_defaults(func=cmd_run)
 
     sub.add_parser(

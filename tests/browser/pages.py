@@ -153,6 +153,7 @@ class ServerProcess:
             PGBELL_HOST="127.0.0.1",
             PGBELL_PORT=str(self.port),
             PGBELL_LOG_LEVEL="WARNING",
+            PGBELL_WORKERS="1",
         )
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
