@@ -126,6 +126,8 @@ async def start_server(name: str, a: argparse.Namespace, secret: str, logs: Path
             PGBELL_JWT_SECRET=secret,
             PGBELL_LOG_LEVEL="WARNING",
             PGBELL_WS_COMPRESSION="on" if name == "pgbell-deflate" else "off",
+            # one process, as the floor: its RSS and CPU are the server's
+            PGBELL_WORKERS="1",
         )
     proc = ServerProcess(name, argv, env, ROOT, logs / f"fanout-{name}.log")
     return proc, base

@@ -18,6 +18,11 @@ import resource
 
 from aiohttp import web
 
+# pgbell serve's listen backlog (pgbell.ops.serving.LISTEN_BACKLOG), so that
+# a reconnect storm meets the same kernel queue; not imported, to keep the
+# floor free of pgbell
+LISTEN_BACKLOG = 4096
+
 
 def dumps(obj: object) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)  # as pgbell's wire
@@ -98,7 +103,14 @@ def main() -> None:
     a = p.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    web.run_app(create_app(a.compress), host=a.host, port=a.port, access_log=None, print=None)
+    web.run_app(
+        create_app(a.compress),
+        host=a.host,
+        port=a.port,
+        access_log=None,
+        print=None,
+        backlog=LISTEN_BACKLOG,
+    )
 
 
 if __name__ == "__main__":

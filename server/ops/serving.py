@@ -69,6 +69,13 @@ def _drain_on_sigterm(app: web.Application) -> None:
     app.on_startup.append(install)
 
 
+# Connections the kernel queues before the server accepts them. aiohttp's
+# default, 128, overflows when thousands of clients reconnect at once after
+# a restart: the kernel drops their SYNs and they wait out TCP's 1, 3, 7 s
+# retransmissions. The kernel caps it at net.core.somaxconn (4096 by default).
+LISTEN_BACKLOG = 4096
+
+
 def serve(settings: Settings, worker: Worker | None = None) -> None:
     """Serve until SIGTERM or SIGINT. A worker serves on its own sockets,
     logs its index on every line, and calls worker.ready once its database
@@ -90,6 +97,7 @@ def serve(settings: Settings, worker: Worker | None = None) -> None:
             app,
             **where,  # type: ignore[arg-type]
             access_log_class=logs.AccessLogger,
+            backlog=LISTEN_BACKLOG,
             print=lambda *a: None,
             shutdown_timeout=10.0,
         )
