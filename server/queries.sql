@@ -257,3 +257,40 @@ SELECT r.name,
             ELSE has_schema_privilege(r.name, 'pgbell', 'USAGE') END AS granted
   FROM unnest($1::text[]) AS r(name)
  ORDER BY r.name;
+
+-- name: snapshot_batch
+-- The snapshots of many sockets in one statement, so one snapshot of the
+-- database: $1 the sockets' users, $2 their since (NULL: no resume), in the
+-- same order. Rows of three parts: 'c' one per user, its unread count in
+-- `id`; 'u' a user's newest $3 unread; 'm' a resuming socket's missed rows
+-- (as missed_since), at most $4 of them, `ord` its place in $1 (from 1).
+WITH s AS (SELECT * FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS s(user_id, since, ord)),
+     u AS (SELECT DISTINCT user_id FROM s)
+SELECT NULL::bigint AS ord, 'c' AS part, c.n AS id, u.user_id, NULL AS kind, NULL AS title,
+       NULL AS body, NULL AS priority, NULL AS action_url, NULL::jsonb AS data,
+       NULL::timestamptz AS created_at, NULL::timestamptz AS read_at
+  FROM u CROSS JOIN LATERAL (
+         SELECT count(*) AS n FROM pgbell.notifications
+          WHERE user_id = u.user_id AND read_at IS NULL AND archived_at IS NULL) c
+UNION ALL
+SELECT NULL, 'u', n.*
+  FROM u CROSS JOIN LATERAL (
+         SELECT id, user_id, kind, title, body, priority::text, action_url, data, created_at, read_at
+           FROM pgbell.notifications
+          WHERE user_id = u.user_id AND read_at IS NULL AND archived_at IS NULL
+          ORDER BY id DESC
+          LIMIT $3) n
+UNION ALL
+SELECT s.ord, 'm', n.*
+  FROM s CROSS JOIN LATERAL (
+         SELECT id, user_id, kind, title, body, priority::text, action_url, data, created_at, read_at
+           FROM pgbell.notifications n
+          WHERE n.user_id = s.user_id
+            AND (n.id > s.since
+                 OR (n.id < s.since
+                     AND n.xid >= (SELECT h.horizon FROM pgbell.notifications h
+                                    WHERE h.id = s.since AND h.user_id = s.user_id)))
+          ORDER BY n.id
+          LIMIT $4) n
+ WHERE s.since IS NOT NULL
+ ORDER BY part, ord, id;

@@ -13,8 +13,10 @@ carries a token.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -32,6 +34,15 @@ LEEWAY_SECONDS = 0
 MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
 MAX_TOKEN_CHARS = 16 * 1024  # more than any header allows; bounds the work per token
 MAX_USER_ID_CHARS = 255
+# Verified tokens are remembered (under a hash of the token, never the token
+# itself), so that a user's sockets reconnecting at once check its signature
+# once: at most this many, each until its exp and for at most
+# CACHE_MAX_AGE seconds (or the JWKS keys' max age, if shorter), so that a
+# key withdrawn from a JWKS stops admitting its tokens when the JWKS cache
+# lets it go. A pgbell-issued token's revocation is checked on every use
+# (pgbell.http.auth), cached or not.
+CACHE_SIZE = 16_384
+CACHE_MAX_AGE = 300.0
 
 
 class TokenError(Exception):
@@ -108,11 +119,30 @@ class TokenVerifier:
         self._issuer = issuer
         self._user_claim = user_claim
         self.stats = self._jwks.stats if self._jwks else JwksStats()
+        self._clock = clock
+        self._cache_age = min(CACHE_MAX_AGE, jwks_max_age) if jwks_url else CACHE_MAX_AGE
+        # sha256 of the token -> (its identity, clock() after which it is checked again)
+        self._verified: OrderedDict[bytes, tuple[Identity, float]] = OrderedDict()
 
     async def verify(self, token: str) -> Identity:
         """The identity a valid token carries, or TokenError."""
         if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
             raise _refuse("the token is malformed")
+        key = hashlib.sha256(token.encode()).digest()
+        hit = self._verified.get(key)
+        if hit is not None:
+            identity, fresh_until = hit
+            if time.time() < identity.expires_at and self._clock() < fresh_until:
+                self._verified.move_to_end(key)
+                return identity
+            del self._verified[key]  # expired (checked again below) or too old
+        identity = await self._verify(token)
+        self._verified[key] = (identity, self._clock() + self._cache_age)
+        if len(self._verified) > CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return identity
+
+    async def _verify(self, token: str) -> Identity:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

@@ -27,7 +27,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
+from pgbell import tokens
 from pgbell.tokens import TokenError, TokenVerifier, issue_token, load_public_key
+from tests.support import wait_until
 
 SECRET = "s3cret-" + "x" * 40  # 47 bytes: above the HS256 minimum, so PyJWT never warns
 WAIT = 10.0  # seconds: the bound on every wait in this file
@@ -688,3 +690,69 @@ def test_load_public_key_errors_name_the_problem_never_the_key(bad_keys):
             load_public_key(value)
         assert words in str(caught.value), case
         assert "BEGIN" not in str(caught.value) and "AAAA" not in str(caught.value), case
+
+
+# ---------------------------------------------------------------- verified tokens remembered
+
+
+@pytest.fixture
+def decodes(monkeypatch) -> list[str]:
+    """Every signature check pgbell.tokens makes, by the token's last characters."""
+    seen: list[str] = []
+    decode = jwt.decode
+
+    def counting(token, *args, **kwargs):
+        seen.append(token[-8:])
+        return decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(tokens.jwt, "decode", counting)
+    return seen
+
+
+async def test_a_verified_token_is_remembered_and_a_tampered_one_is_not(make, decodes):
+    verifier = make(secret=SECRET)
+    token = sign(SECRET, "HS256")
+    first = await verifier.verify(token)
+    assert await verifier.verify(token) == first
+    assert len(decodes) == 1, "the same token was checked twice"
+    tampered = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
+    with pytest.raises(TokenError):
+        await verifier.verify(tampered)
+
+
+async def test_a_remembered_token_is_refused_once_expired(make):
+    verifier = make(secret=SECRET)
+    exp = int(time.time()) + 1
+    token = sign(SECRET, "HS256", claims(exp=exp))
+    await verifier.verify(token)
+    await wait_until(lambda: time.time() >= exp, "the token's exp")
+    with pytest.raises(TokenError) as refused:
+        await verifier.verify(token)
+    assert refused.value.code == "token_expired"
+
+
+async def test_a_remembered_token_is_checked_again_after_the_max_age(make, clock, decodes):
+    verifier = make(secret=SECRET, clock=clock)
+    token = sign(SECRET, "HS256")
+    await verifier.verify(token)
+    clock.now += tokens.CACHE_MAX_AGE - 1
+    await verifier.verify(token)
+    assert len(decodes) == 1
+    clock.now += 1
+    await verifier.verify(token)
+    assert len(decodes) == 2, "a token remembered past CACHE_MAX_AGE"
+
+
+async def test_the_remembered_tokens_are_bounded_least_recently_used_first(
+    make, decodes, monkeypatch
+):
+    monkeypatch.setattr(tokens, "CACHE_SIZE", 2)
+    verifier = make(secret=SECRET)
+    a, b, c = (sign(SECRET, "HS256", claims(sub=s)) for s in ("a", "b", "c"))
+    for token in (a, b, a, c):  # c pushes out b, the least recently used
+        await verifier.verify(token)
+    assert len(decodes) == 3
+    await verifier.verify(a)
+    assert len(decodes) == 3, "a was used last but one: still remembered"
+    await verifier.verify(b)
+    assert len(decodes) == 4, "b was not forgotten"

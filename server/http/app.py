@@ -19,6 +19,7 @@ from pgbell.demo import deals
 from pgbell.http import archive, cors, keys, metrics, middleware, openapi, preferences, rest
 from pgbell.http.errors import error_middleware
 from pgbell.http.headers import install_security_headers
+from pgbell.http.snapshots import SnapshotBatcher
 from pgbell.http.stats import HttpStats
 from pgbell.http.throttle import LoginThrottle
 from pgbell.http.ws import websocket_handler
@@ -61,6 +62,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     except BaseException:
         app[keys.POOL].terminate()
         raise
+    app[keys.SNAPSHOTS] = SnapshotBatcher(
+        app[keys.POOL], settings.snapshot_size, settings.resume_max_bytes
+    )
     yield
     try:
         # close() waits for every borrowed connection; never wait forever

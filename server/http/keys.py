@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from pgbell.bus.hub import Hub
     from pgbell.bus.listener import Listener
     from pgbell.config import Settings
+    from pgbell.http.snapshots import SnapshotBatcher
     from pgbell.http.stats import HttpStats
     from pgbell.http.throttle import LoginThrottle
     from pgbell.passwords import PasswordChecks
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pool")
 HUB: web.AppKey[Hub] = web.AppKey("hub")
+SNAPSHOTS: web.AppKey[SnapshotBatcher] = web.AppKey("snapshots")
 FEED: web.AppKey[Feed] = web.AppKey("feed")
 LISTENER: web.AppKey[Listener] = web.AppKey("listener")
 HTTP_STATS: web.AppKey[HttpStats] = web.AppKey("http_stats")

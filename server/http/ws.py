@@ -29,15 +29,7 @@ log = logging.getLogger(__name__)
 AUTH_CLOSE = 4401
 # One more socket than PGBELL_MAX_SOCKETS_PER_USER for one user, per process.
 TOO_MANY_CLOSE = 4429
-# A resume returns at most this many missed rows (and at most
-# PGBELL_RESUME_MAX_BYTES of them), oldest first, and says so with
-# "missed_truncated": the client pages the rest over REST.
-MAX_MISSED = 10_000
 MAX_READ_IDS = 1000
-# rows asked for at a time while filling `missed`, before the byte budget
-# gives a better guess; at most this many more
-FIRST_MISSED_BATCH = 32
-MAX_MISSED_BATCH = 1000
 
 
 class ReadBudget:
@@ -73,55 +65,6 @@ def _since(request: web.Request) -> int | None:
     if not validate.digits(raw) or len(raw) > 18:
         raise ValueError("since: must be a notification id (a non-negative integer)")
     return int(raw)
-
-
-async def _missed(
-    conn: asyncpg.Connection, user_id: str, since: int, max_bytes: int
-) -> tuple[list[dict], bool]:
-    """The notifications a resume from `since` owes, oldest first, as many as
-    fit in MAX_MISSED rows and `max_bytes` of JSON; True when some were left
-    out. The first one always goes, however large, so that a client resuming
-    again from the last one it got always moves on. Rows are read through a
-    cursor, a batch at a time, so the server never holds much more than
-    `max_bytes` of them either. Runs inside the snapshot's transaction."""
-    cursor = await conn.cursor(Q.missed_since, user_id, since, MAX_MISSED + 1)
-    missed: list[dict] = []
-    used, batch = 1, FIRST_MISSED_BATCH  # "[" and "]"; each item adds itself and a comma
-    while True:
-        rows = await cursor.fetch(batch)
-        for row in rows:
-            item = wire.notification(row)
-            used += len(wire.dumps(item).encode()) + 1
-            if len(missed) == MAX_MISSED or (missed and used > max_bytes):
-                return missed, True
-            missed.append(item)
-        if len(rows) < batch:
-            return missed, False
-        # about as many rows as still fit, judging by those read so far
-        fit = (max_bytes - used) * len(missed) // max(used, 1)
-        batch = max(1, min(MAX_MISSED_BATCH, fit + 1))
-
-
-async def _snapshot(
-    pool: asyncpg.Pool, user_id: str, since: int | None, size: int, resume_max_bytes: int
-) -> dict:
-    async with pool.acquire() as conn:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            count = await conn.fetchval(Q.unread_count, user_id)
-            unread = await conn.fetch(Q.snapshot_unread, user_id, size)
-            missed = None
-            if since is not None:
-                missed, truncated = await _missed(conn, user_id, since, resume_max_bytes)
-    frame = {
-        "type": "snapshot",
-        "unread_count": count,
-        "notifications": [wire.notification(r) for r in unread],
-    }
-    if missed is not None:
-        frame["missed"] = missed
-        if truncated:
-            frame["missed_truncated"] = True
-    return frame
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
@@ -178,13 +121,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     )
     app[keys.SOCKETS].add(ws)
     try:
-        snapshot = await _snapshot(
-            app[keys.POOL],
-            caller.user_id,
-            since,
-            settings.snapshot_size,
-            settings.resume_max_bytes,
-        )
+        # shared with the sockets connecting at the same time (pgbell.http.snapshots)
+        snapshot = await app[keys.SNAPSHOTS].get(caller.user_id, since)
         await ws.send_str(wire.dumps(snapshot))
         sent = {n["id"] for n in snapshot["notifications"]} | {
             n["id"] for n in snapshot.get("missed", [])
