@@ -256,3 +256,24 @@ async def test_the_transport_buffer_counts_toward_the_byte_bound():
     assert not healthy.closed and hub.stats.slow_consumers_closed == 1
     for s in (sub, healthy):
         await s.stop()
+
+
+class BrokenDirect(FakeDirect):
+    def write(self, frame: Outgoing) -> None:
+        raise ValueError("a bug")
+
+
+async def test_a_socket_that_fails_to_write_is_closed_and_the_others_still_get_theirs():
+    hub = Hub()
+    sock = FakeSocket()
+    broken = Subscriber(1, sock.send, sock.close, 16, hub.stats, direct=BrokenDirect())
+    hub.add(broken)
+    broken.start()
+    healthy, _, out = direct(hub, 2)
+    hub.publish(1, "for the broken one")  # written first in the loop's turn
+    hub.publish(2, "for the healthy one")
+    await wait_until(lambda: out.written == ["for the healthy one"], "the healthy socket's frame")
+    await wait_until(lambda: sock.closed is not None, "the broken socket closed")
+    assert sock.closed == (1011, "internal_error")
+    for sub in (broken, healthy):
+        await sub.stop()

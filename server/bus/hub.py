@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 SLOW_CONSUMER_CLOSE = 1013
 REVOKED_CLOSE = 4401  # as for any refused token
+INTERNAL_ERROR_CLOSE = 1011
 MAX_REMEMBERED_REVOCATIONS = 100_000
 
 
@@ -296,7 +297,12 @@ class Hub:
     def _flush(self) -> None:
         due, self._due = self._due, []
         for sub in due:
-            sub.flush()
+            try:
+                sub.flush()
+            except Exception:
+                # a bug writing to one socket must not starve the others
+                log.exception("writing to a socket failed", extra={"user_id": sub.user_id})
+                sub.close_now(INTERNAL_ERROR_CLOSE, "internal_error")
 
     def revoke(self, user_id: str, valid_version: int | None) -> int:
         """Close (4401) the user's sockets whose pgbell token is not of
