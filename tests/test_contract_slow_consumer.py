@@ -70,6 +70,17 @@ class StalledClient:
         self.sock.close()
 
 
+async def healthy_and_stalled(server, token: str):
+    """Two sockets of one user: a healthy client's, past its snapshot, and a
+    StalledClient's, both registered with the hub."""
+    healthy = await open_socket(server.ws_base, token, max_size=None)
+    await snapshot(healthy, "on the healthy socket")
+    stalled = StalledClient(server.host, server.port)
+    await stalled.handshake(token)
+    await wait_until(lambda: server.pgbell_app[keys.HUB].socket_count() == 2, "both sockets in")
+    return healthy, stalled
+
+
 def _close_code(data: bytes) -> int | None:
     """The close code in a stream of unmasked server frames, once complete."""
     pos = 0
@@ -93,11 +104,7 @@ async def test_slow_consumer_is_closed_1013_without_delaying_the_others(server, 
     token = await login(http, server.base, "ann")
     assert server.pgbell_app[keys.SETTINGS].send_queue_size == 8
     stats = server.pgbell_app[keys.HUB].stats
-    healthy = await open_socket(server.ws_base, token, max_size=None)
-    await snapshot(healthy, "on the healthy socket")
-    stalled = StalledClient(server.host, server.port)
-    await stalled.handshake(token)
-    await wait_until(lambda: server.pgbell_app[keys.HUB].socket_count() == 2, "both sockets in")
+    healthy, stalled = await healthy_and_stalled(server, token)
 
     body = "x" * 32_000
     received, slowest = 0, 0.0

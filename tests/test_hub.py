@@ -8,7 +8,7 @@ import asyncio
 import time
 
 from pgbell.bus.histogram import Histogram
-from pgbell.bus.hub import SLOW_CONSUMER_CLOSE, Hub, HubStats, Subscriber
+from pgbell.bus.hub import SLOW_CONSUMER_CLOSE, Hub, HubStats, Outgoing, Subscriber
 from tests.support import wait_until
 
 
@@ -164,3 +164,116 @@ async def test_a_socket_registering_after_the_revocation_is_closed_too():
     assert not fresh.closed and fresh_sock.closed is None
     await late.stop()
     await fresh.stop()
+
+
+class FakeDirect:
+    """A socket the hub writes to without waiting, as pgbell.http.wsdirect
+    does: `full` makes its transport stop keeping up."""
+
+    def __init__(self) -> None:
+        self.written: list[str] = []
+        self.encoded = 0
+        self.full = False
+        self.held = 0
+        self._drained = asyncio.Event()
+
+    def writable(self) -> bool:
+        return not self.full
+
+    def buffered(self) -> int:
+        return self.held
+
+    def write(self, frame: Outgoing) -> None:
+        if frame.wire is None:
+            self.encoded += 1
+            frame.wire = frame.text.encode()
+        self.written.append(frame.wire.decode())
+
+    async def drained(self) -> None:
+        while self.full:
+            self._drained.clear()
+            await self._drained.wait()
+
+    def drain(self) -> None:
+        self.full, self.held = False, 0
+        self._drained.set()
+
+
+def direct(hub: Hub, user_id: int, queue: int = 16, max_bytes: int | None = None):
+    sock, out = FakeSocket(), FakeDirect()
+    sub = Subscriber(
+        user_id, sock.send, sock.close, queue, hub.stats, max_bytes=max_bytes, direct=out
+    )
+    hub.add(sub)
+    sub.start()
+    return sub, sock, out
+
+
+async def test_a_frame_is_prepared_once_and_written_to_every_socket_in_order():
+    hub = Hub()
+    subs = [direct(hub, 1) for _ in range(3)]
+    for i in range(5):
+        hub.publish(1, f"frame {i}", frozenset({i + 1}), created_at=time.time())
+    await wait_until(lambda: all(len(d.written) == 5 for _, _, d in subs), "5 frames on each")
+    for sub, sock, out in subs:
+        assert out.written == [f"frame {i}" for i in range(5)] and sock.sent == []
+        assert not sub._task, "no task for a socket that keeps up"
+    # the first socket framed each one; the others reused its bytes
+    assert sum(d.encoded for _, _, d in subs) == 5
+    assert hub.stats.frames_sent == 15 and hub.stats.notifications_delivered == 15
+    assert hub.stats.latency.count == 15
+
+
+async def test_a_backed_up_transport_keeps_a_backlog_and_resumes_in_order():
+    hub = Hub()
+    sub, _, out = direct(hub, 1)
+    hub.publish(1, "first")
+    await wait_until(lambda: out.written == ["first"], "the first frame")
+    out.full = True
+    for i in range(3):
+        hub.publish(1, f"later {i}")
+    await asyncio.sleep(0)  # the turn of the loop where the hub writes
+    assert out.written == ["first"] and sub.buffered_bytes == 3 * 7
+    out.drain()
+    await wait_until(lambda: len(out.written) == 4, "the backlog after the drain")
+    hub.publish(1, "after")
+    await wait_until(lambda: len(out.written) == 5, "the frame after the backlog")
+    assert out.written == ["first", "later 0", "later 1", "later 2", "after"]
+    await sub.stop()
+
+
+async def test_the_transport_buffer_counts_toward_the_byte_bound():
+    hub = Hub()
+    sub, sock, out = direct(hub, 1, max_bytes=100)
+    healthy, _, healthy_out = direct(hub, 1, max_bytes=100)
+    out.full, out.held = True, 70  # the client stopped reading
+    hub.publish(1, "a" * 20)  # 90 bytes: within the bound
+    assert not sub.closed
+    hub.publish(1, "b" * 20)  # 110 bytes: past it
+    await wait_until(lambda: sock.closed is not None, "the socket closed by bytes")
+    assert sock.closed == (SLOW_CONSUMER_CLOSE, "slow_consumer")
+    await wait_until(lambda: len(healthy_out.written) == 2, "both frames on the other socket")
+    assert not healthy.closed and hub.stats.slow_consumers_closed == 1
+    for s in (sub, healthy):
+        await s.stop()
+
+
+class BrokenDirect(FakeDirect):
+    def write(self, frame: Outgoing) -> None:
+        raise ValueError("a bug")
+
+
+async def test_a_socket_that_fails_to_write_is_closed_and_the_others_still_get_theirs():
+    hub = Hub()
+    sock = FakeSocket()
+    broken = Subscriber(1, sock.send, sock.close, 16, hub.stats, direct=BrokenDirect())
+    hub.add(broken)
+    broken.start()
+    healthy, _, out = direct(hub, 2)
+    hub.publish(1, "for the broken one")  # written first in the loop's turn
+    hub.publish(2, "for the healthy one")
+    await wait_until(lambda: out.written == ["for the healthy one"], "the healthy socket's frame")
+    await wait_until(lambda: sock.closed is not None, "the broken socket closed")
+    assert sock.closed == (1011, "internal_error")
+    for sub in (broken, healthy):
+        await sub.stop()

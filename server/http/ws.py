@@ -3,7 +3,8 @@
 Authenticate (a bad token still completes the handshake, then closes with
 4401 so a browser can tell it from a network failure), register with the
 hub, send the snapshot (with `missed` on a resume, bounded in rows and in
-bytes), then let the hub's writer stream live frames while this handler
+bytes), then let the hub stream live frames (straight to the transport,
+through pgbell.http.wsdirect, unless the socket compresses) while this handler
 answers the client's frames (`read` frames within a per-socket rate).
 """
 
@@ -21,6 +22,7 @@ from pgbell.bus.hub import Subscriber
 from pgbell.http import cors, keys, validate
 from pgbell.http.auth import OWN_TOKEN_VERSION, bearer, identify
 from pgbell.http.errors import DATABASE_UNAVAILABLE, ApiError, database_unavailable
+from pgbell.http.wsdirect import DirectSocket
 from pgbell.sql import Q
 from pgbell.tokens import Identity, TokenError
 
@@ -82,7 +84,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         # declined and the socket costs no zlib state (PGBELL_WS_COMPRESSION)
         compress=settings.ws_compression,
     )
-    await ws.prepare(request)
+    stream = await ws.prepare(request)
     try:
         caller = await identify(request, _token(request))
     except TokenError as e:
@@ -103,6 +105,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     except ValueError as e:
         since, since_error = None, str(e)
 
+    if request.transport is None:
+        return ws  # the client left while its token was checked
     sub = Subscriber(
         caller.user_id,
         ws.send_str,
@@ -111,6 +115,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         hub.stats,
         token_version=caller.claims.get(OWN_TOKEN_VERSION),
         max_bytes=settings.send_buffer_bytes,
+        # without compression the hub writes prepared frames to the transport
+        direct=None if ws.compress else DirectSocket(ws, request, stream),
     )
     # Register before the snapshot: a row committed after it is queued live,
     # one committed before it is in it, and the writer skips the overlap.
