@@ -8,6 +8,7 @@ process is this too, on sockets of its own bound with SO_REUSEPORT
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -69,6 +70,24 @@ def _drain_on_sigterm(app: web.Application) -> None:
     app.on_startup.append(install)
 
 
+# The garbage collector's thresholds once the server runs. Python's default
+# (700 new container objects between young collections) makes a broadcast to
+# 10,000 sockets, or 10,000 connects, trigger hundreds of collections that
+# walk the sockets' long-lived objects: measured with bench/fanout.py,
+# connects cost 0.45 ms of CPU with it and 0.28 ms without, and a broadcast
+# to 10,000 compressing sockets 1.03 s against 0.38 s. Cyclic garbage is
+# still collected, only in larger batches.
+GC_THRESHOLDS = (50_000, 20, 10)
+
+
+async def _tune_gc(app: web.Application) -> None:
+    """Once started: what start-up made is frozen (full collections skip
+    it), and young collections run every GC_THRESHOLDS[0] allocations."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 # Connections the kernel queues before the server accepts them. aiohttp's
 # default, 128, overflows when thousands of clients reconnect at once after
 # a restart: the kernel drops their SYNs and they wait out TCP's 1, 3, 7 s
@@ -83,6 +102,7 @@ def serve(settings: Settings, worker: Worker | None = None) -> None:
     logs.setup(settings.log_level, settings.log_format, worker=worker and worker.index)
     app = create_app(settings)
     _drain_on_sigterm(app)
+    app.on_startup.append(_tune_gc)
     where: dict[str, object] = {"host": settings.host, "port": settings.port}
     if worker is not None:
         app[keys.WORKER] = (worker.index, worker.count)
