@@ -261,19 +261,26 @@ async def test_slow_consumer_close_reconnects_without_losing_any(
     await log_in(page, tiny_queue_server.base, "alice")
     await expect_state(page, "live")
 
-    # 60 notifications in one transaction: one wake-up, 60 frames at once
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(
-            "SELECT pgbell.notify('deal_created', user_ids => %s, priority => 'low',"
-            " data => jsonb_build_object('deal_id', g, 'title', 'Burst ' || g, 'amount', g))"
-            " FROM generate_series(1, 60) AS g",
-            ([str(alice)],),
-        )
+    def notify(count: int) -> None:
+        # `count` notifications in one transaction: one wake-up, that many frames
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pgbell.notify('deal_created', user_ids => %s, priority => 'low',"
+                " data => jsonb_build_object('deal_id', g, 'title', 'Burst ' || g, 'amount', g))"
+                " FROM generate_series(1, %s) AS g",
+                ([str(alice)], count),
+            )
+
+    # one the page has seen, so that there is a notification to resume from:
+    # the burst's own frames may all be dropped with the socket
+    notify(1)
+    await expect_unread(page, 1, why="before the burst")
+    notify(60)
     await wait_until(lambda: len(sockets) >= 2, "a reconnect after the 1013 close")
     assert "since" in sockets[1], "the reconnect did not resume with ?since="
     await expect_state(page, "live", why="after the slow-consumer close")
-    await expect_unread(page, 60, why="after the burst")
-    await expect(page.get_by_test_id("notification-item"), "burst items lost").to_have_count(60)
+    await expect_unread(page, 61, why="after the burst")
+    await expect(page.get_by_test_id("notification-item"), "burst items lost").to_have_count(61)
     await expect(page.get_by_test_id("toast"), "a burst must not bury the page").to_have_count(4)
 
 
