@@ -44,7 +44,7 @@ from bench.fanout_report import storm_table, table  # noqa: E402
 from bench.options import ROOT, require_loopback  # noqa: E402
 from bench.procs import ServerProcess, free_port  # noqa: E402
 from bench.stats import summary_ms  # noqa: E402
-from bench.systems import recreate_database, run_bounded  # noqa: E402
+from bench.systems import PGBELL, fresh_pgbell_database  # noqa: E402
 
 SYSTEMS = ("pgbell", "pgbell-deflate", "floor", "floor-deflate")
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/pgbell_fanout"
@@ -119,7 +119,7 @@ async def start_server(name: str, a: argparse.Namespace, secret: str, logs: Path
         if name == "floor-deflate":
             argv.append("--compress")
     else:
-        argv = [str(ROOT / ".venv" / "bin" / "pgbell"), "serve", "--port", str(port)]
+        argv = [str(PGBELL), "serve", "--port", str(port)]
         env = dict(
             os.environ,
             DATABASE_URL=a.pgbell_url,
@@ -243,10 +243,7 @@ async def main_async(a: argparse.Namespace) -> int:
     secret = secrets.token_urlsafe(36)
     users, sockets = users_and_sockets(a, secret)
     if any(s.startswith("pgbell") for s in a.systems):
-        await asyncio.to_thread(recreate_database, a.pgbell_url)
-        pgbell = ROOT / ".venv" / "bin" / "pgbell"
-        env = dict(os.environ, DATABASE_URL=a.pgbell_url, PGBELL_JWT_SECRET=secret)
-        await run_bounded([str(pgbell), "migrate", "--demo"], env, ROOT, timeout=120)
+        await fresh_pgbell_database(a.pgbell_url, secret)
     result = {
         "command": " ".join([".venv/bin/python", "bench/fanout.py", *sys.argv[1:]]),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

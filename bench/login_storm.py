@@ -45,7 +45,7 @@ from bench.clients import login  # noqa: E402
 from bench.options import ROOT, require_loopback  # noqa: E402
 from bench.procs import ServerProcess, free_port  # noqa: E402
 from bench.stats import summary_ms  # noqa: E402
-from bench.systems import insert_pgbell_users, recreate_database, run_bounded  # noqa: E402
+from bench.systems import PGBELL, fresh_pgbell_database, insert_pgbell_users  # noqa: E402
 
 HERE = Path(__file__).resolve()
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/pgbell_login_storm"
@@ -161,23 +161,18 @@ def summarise(phase: dict, arrived: dict[int, float]) -> dict:
 
 async def run(opts) -> int:
     require_loopback(opts.database_url)
-    pgbell = ROOT / ".venv" / "bin" / "pgbell"
-    await asyncio.to_thread(recreate_database, opts.database_url)
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=opts.database_url,
-        PGBELL_JWT_SECRET=secrets.token_urlsafe(36),
+    env = await fresh_pgbell_database(
+        opts.database_url,
         PGBELL_LOG_LEVEL="WARNING",
         PGBELL_LOGIN_MAX_FAILURES="1000000",
         PGBELL_LOGIN_MAX_FAILURES_PER_ADDRESS="1000000",
     )
-    await run_bounded([str(pgbell), "migrate", "--demo"], env, ROOT, timeout=120)
     await asyncio.to_thread(insert_pgbell_users, opts.database_url, 2, 0)
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     server = ServerProcess(
         "pgbell",
-        [str(pgbell), "serve", "--workers", "1", "--host", "127.0.0.1", "--port", str(port)],
+        [str(PGBELL), "serve", "--workers", "1", "--host", "127.0.0.1", "--port", str(port)],
         env,
         ROOT,
         opts.results_dir / "logs" / "login_storm.log",

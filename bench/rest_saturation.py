@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import secrets
 import sys
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from bench.clients import login  # noqa: E402
 from bench.options import ROOT, require_loopback  # noqa: E402
 from bench.procs import ServerProcess, free_port  # noqa: E402
 from bench.stats import summary_ms  # noqa: E402
-from bench.systems import insert_pgbell_users, recreate_database, run_bounded  # noqa: E402
+from bench.systems import PGBELL, fresh_pgbell_database, insert_pgbell_users  # noqa: E402
 from bench.writers import http_writer  # noqa: E402
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/pgbell_rest_saturation"
@@ -72,24 +71,19 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def one_run(opts: argparse.Namespace, workers: int) -> dict:
-    await asyncio.to_thread(recreate_database, opts.database_url)
-    pgbell = ROOT / ".venv" / "bin" / "pgbell"
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=opts.database_url,
-        PGBELL_JWT_SECRET=secrets.token_urlsafe(36),
+    env = await fresh_pgbell_database(
+        opts.database_url,
         # the server's defaults (INFO: an access-log line per request) but
         # the demo's deal limit, which would refuse nearly every request
         PGBELL_DEALS_PER_MINUTE="1000000",
     )
-    await run_bounded([str(pgbell), "migrate", "--demo"], env, ROOT, timeout=120)
     await asyncio.to_thread(insert_pgbell_users, opts.database_url, opts.users, opts.managers)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = ServerProcess(
         f"pgbell --workers {workers}",
         [
-            str(pgbell),
+            str(PGBELL),
             "serve",
             "--workers",
             str(workers),

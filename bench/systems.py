@@ -99,6 +99,26 @@ def recreate_database(url: str) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
+PGBELL = ROOT / ".venv" / "bin" / "pgbell"
+
+
+async def fresh_pgbell_database(url: str, secret: str = "", **settings: str) -> dict[str, str]:
+    """Drop and recreate the database of `url`, migrate it with the demo,
+    and return the environment `pgbell serve` runs with on it: DATABASE_URL,
+    `secret` (a fresh one if empty) and `settings`."""
+    if not PGBELL.exists():
+        raise RuntimeError(f"{PGBELL} is missing: run `make venv` first")
+    await asyncio.to_thread(recreate_database, url)
+    env = dict(
+        os.environ,
+        DATABASE_URL=url,
+        PGBELL_JWT_SECRET=secret or secrets.token_urlsafe(36),
+        **settings,
+    )
+    await run_bounded([str(PGBELL), "migrate", "--demo"], env, ROOT, timeout=120)
+    return env
+
+
 def insert_pgbell_users(url: str, users: int, managers: int) -> None:
     from pgbell.passwords import hash_password  # pgbell's own hashing, so its login accepts it
 
@@ -117,25 +137,18 @@ def insert_pgbell_users(url: str, users: int, managers: int) -> None:
 
 async def start_pgbell(opts: Options, logs: Path, procs: list[ServerProcess]) -> System:
     require_loopback(opts.pgbell_url)
-    pgbell = ROOT / ".venv" / "bin" / "pgbell"
-    if not pgbell.exists():
-        raise RuntimeError(f"{pgbell} is missing: run `make venv` first")
-    await asyncio.to_thread(recreate_database, opts.pgbell_url)
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=opts.pgbell_url,
-        PGBELL_JWT_SECRET=secrets.token_urlsafe(36),
+    env = await fresh_pgbell_database(
+        opts.pgbell_url,
         # the baseline logs at WARNING without an access log; same here
         PGBELL_LOG_LEVEL="WARNING",
         # the writer creates hundreds of deals a second; the baseline has no limit
         PGBELL_DEALS_PER_MINUTE="1000000",
     )
-    await run_bounded([str(pgbell), "migrate", "--demo"], env, ROOT, timeout=120)
     await asyncio.to_thread(insert_pgbell_users, opts.pgbell_url, opts.users, opts.managers)
     port = free_port()
     proc = ServerProcess(
         "pgbell",
-        [str(pgbell), "serve", "--workers", "1", "--host", "127.0.0.1", "--port", str(port)],
+        [str(PGBELL), "serve", "--workers", "1", "--host", "127.0.0.1", "--port", str(port)],
         env,
         ROOT,
         logs / "pgbell.log",
