@@ -101,19 +101,31 @@ function sameList(state, list) {
   return same ? old : list;
 }
 
-/** `ids` marked read (those not read already), and the server's count if given. */
-export function withRead(state, ids, unreadCount) {
-  const set = new Set(ids);
-  const now = new Date().toISOString();
-  let changed = false;
-  const notifications = state.notifications.map((n) => {
-    if (!set.has(n.id) || n.read_at) return n;
-    changed = true;
-    return { ...n, read_at: now };
-  });
+/**
+ * The patch for `notifications` (set only if its length or an item changed)
+ * and the server's `unreadCount`, when it sent one.
+ */
+function patchOf(state, notifications, unreadCount) {
+  const changed =
+    notifications.length !== state.notifications.length ||
+    notifications.some((n, i) => n !== state.notifications[i]);
   const patch = changed ? { notifications } : {};
   if (typeof unreadCount === "number") patch.unreadCount = unreadCount;
   return patch;
+}
+
+/** The items of `ids` with `read_at` set to `readAt`, where it differs in being null. */
+function withReadAt(state, ids, readAt, unreadCount) {
+  const set = new Set(ids);
+  const notifications = state.notifications.map((n) =>
+    set.has(n.id) && Boolean(n.read_at) !== Boolean(readAt) ? { ...n, read_at: readAt } : n,
+  );
+  return patchOf(state, notifications, unreadCount);
+}
+
+/** `ids` marked read (those not read already), and the server's count if given. */
+export function withRead(state, ids, unreadCount) {
+  return withReadAt(state, ids, new Date().toISOString(), unreadCount);
 }
 
 /**
@@ -122,25 +134,14 @@ export function withRead(state, ids, unreadCount) {
  * server's `unread` frame says so.
  */
 export function withUnread(state, ids, unreadCount) {
-  const set = new Set(ids);
-  let changed = false;
-  const notifications = state.notifications.map((n) => {
-    if (!set.has(n.id) || !n.read_at) return n;
-    changed = true;
-    return { ...n, read_at: null };
-  });
-  const patch = changed ? { notifications } : {};
-  if (typeof unreadCount === "number") patch.unreadCount = unreadCount;
-  return patch;
+  return withReadAt(state, ids, null, unreadCount);
 }
 
 /** `ids` archived: gone from the list, with the server's count. */
 export function withArchived(state, ids, unreadCount) {
   const set = new Set(ids);
   const notifications = state.notifications.filter((n) => !set.has(n.id));
-  const patch = notifications.length !== state.notifications.length ? { notifications } : {};
-  if (typeof unreadCount === "number") patch.unreadCount = unreadCount;
-  return patch;
+  return patchOf(state, notifications, unreadCount);
 }
 
 /**
