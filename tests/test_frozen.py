@@ -18,9 +18,11 @@ from pgbell.ops.migrate import DB_DIR
 PINNED = {
     "migrations/versions/0001_initial.py": "9379cb49f0d0bca1460a88639457943e2f93254b08534f484e8e9669650d19f5",
     "migrations/versions/0001_initial.sql": "a53e8fc11b6aa6ccfc0d1bb800411106abd712668fec5994fe74c5aef8c417c4",
+    "migrations/versions/0002_lean_notify.py": "9e035ffdbe5f15d2c0e94eca6cfbc2c40ee8faa897ba707dda73a5853c01a462",
     "migrations/versions/demo_0001_deals.py": "767f0810e1f8dec00ea744136427c7b21b94a5eca0b898f2bb8cd75f11699133",
     "migrations/versions/demo_0001_deals.sql": "0775590a1d62df4d914c52ccd2a5a4aab7db55e8602121fc0cc3d8371488ca4c",
     "triggers/010_render_v1.sql": "acdfa22e8238c41d29d49c9494dd5ddafe28072ca627744728686610eea79855",
+    "triggers/011_render_v2.sql": "24a3255267e23f4d7695101cad50396a1fc602294559faae2be26d93a65e4bf1",
     "triggers/015_report_problem_v1.sql": "d73dc999dfd8ce2048ff8c2f23a7ffddac31c935ad1f66afe54afe4af3672a26",
     "triggers/016_action_url_ok_v1.sql": "62659b441cddf8ff6ba85dae92c8a1c6b10a6e74b8de6816a2b3fc96b5d83b64",
     "triggers/018_role_members.sql": "2b60318b226eb93ac9636a37525ea23479f2a684d2a9764b912f848c9d856326",
