@@ -66,7 +66,7 @@ def test_public_may_execute_no_pgbell_function_and_each_pins_its_search_path(dat
         "pgbell.notify(text,text[],text[],jsonb,pgbell.priority)",
         "pgbell.state_changes_v1()",
         "pgbell.wake_servers_v1()",
-        "pgbell.deal_created_v1()",
+        "pgbell.deal_created_v2()",
     } <= definers
 
 
