@@ -13,7 +13,7 @@ CREATE TABLE public.deals (
     created_by bigint REFERENCES pgbell.users (id),
     created_at timestamptz NOT NULL DEFAULT now()
 );
-COMMENT ON TABLE public.deals IS 'pgbell demo: a new deal notifies its owner and every manager (trigger _100_deal_created_v1).';
+COMMENT ON TABLE public.deals IS 'pgbell demo: a new deal notifies its owner and every manager (trigger _101_deal_created_v2).';
 
 CREATE TABLE public.payments (
     id         bigserial PRIMARY KEY,
@@ -23,7 +23,7 @@ CREATE TABLE public.payments (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX payments_deal_idx ON public.payments (deal_id);
-COMMENT ON TABLE public.payments IS 'pgbell demo: a payment notifies the deal''s owner (trigger _110_payment_received_v1).';
+COMMENT ON TABLE public.payments IS 'pgbell demo: a payment notifies the deal''s owner (trigger _111_payment_received_v2).';
 
 INSERT INTO pgbell.templates (kind, title, body, action_url, priority, description) VALUES
     ('deal_created', 'New deal: {title}', '{title}, {amount:money}', '/deals/{deal_id}', 'normal',

@@ -8,36 +8,80 @@ SELECT pg_snapshot_xmax(s)::text AS xmax,
        array(SELECT x::text FROM pg_snapshot_xip(s) AS x) AS xip
   FROM pg_current_snapshot() AS s;
 
--- name: custom_plans
--- For the feed's transaction: its queries are planned with their values.
-SET LOCAL plan_cache_mode = force_custom_plan;
+-- name: poll
+-- The feed's look, in one statement (one snapshot, one round trip): every
+-- notification and state change committed since the previous snapshot
+-- ($1 xmax, $2 xip) for the users it already looked for ($3), and since the
+-- snapshot before that ($4, $5) for users new to it ($6, see feed.py); the
+-- unread counts of the users they concern; the token version still valid for
+-- a user whose tokens were revoked (NULL: the user is gone); and the new
+-- snapshot ('s'), which pg_current_snapshot() gives as the statement's own.
+-- Rows by part, then id. Run on the listener's connection, which plans with
+-- the values (plan_cache_mode = force_custom_plan): a generic plan cannot know
+-- how narrow `xid >= $1` is.
+WITH notes AS (
+    SELECT id, user_id, kind, title, body, priority::text AS priority, action_url, data,
+           created_at, read_at
+      FROM pgbell.notifications
+     WHERE (xid >= $1::text::xid8 OR xid = ANY ($2::text[]::xid8[]))
+       AND user_id = ANY ($3::text[])
+    UNION ALL
+    SELECT id, user_id, kind, title, body, priority::text, action_url, data, created_at, read_at
+      FROM pgbell.notifications
+     WHERE (xid >= $4::text::xid8 OR xid = ANY ($5::text[]::xid8[]))
+       AND user_id = ANY ($6::text[])
+), changes AS (
+    SELECT c.id, c.user_id, c.change, c.ids, u.token_version
+      FROM pgbell.state_changes c
+      -- only pgbell's own users are revoked, and their ids are bigints
+      LEFT JOIN pgbell.users u
+             ON c.change = 'revoked'
+            AND u.id = CASE WHEN c.user_id ~ '^[0-9]{1,18}$' THEN c.user_id::bigint END
+     WHERE ((c.xid >= $1::text::xid8 OR c.xid = ANY ($2::text[]::xid8[]))
+            AND c.user_id = ANY ($3::text[]))
+        OR ((c.xid >= $4::text::xid8 OR c.xid = ANY ($5::text[]::xid8[]))
+            AND c.user_id = ANY ($6::text[]))
+), counts AS (
+    SELECT n.user_id, count(*) AS n
+      FROM pgbell.notifications n
+     WHERE n.user_id IN (SELECT user_id FROM notes
+                         UNION SELECT user_id FROM changes WHERE change <> 'revoked')
+       AND n.read_at IS NULL AND n.archived_at IS NULL
+     GROUP BY n.user_id
+)
+SELECT 'n' AS part, id, user_id, kind, title, body, priority, action_url, data, created_at,
+       read_at, NULL::text AS change, NULL::bigint[] AS ids, NULL::bigint AS n,
+       NULL::text AS xmax, NULL::text[] AS xip
+  FROM notes
+UNION ALL
+SELECT 'c', id, user_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, change, ids,
+       token_version, NULL, NULL
+  FROM changes
+UNION ALL
+SELECT 'u', NULL, user_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, n,
+       NULL, NULL
+  FROM counts
+UNION ALL
+SELECT 's', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       pg_snapshot_xmax(s)::text, array(SELECT x::text FROM pg_snapshot_xip(s) AS x)
+  FROM pg_current_snapshot() AS s
+ ORDER BY part, id;
 
--- name: new_notifications
--- Rows committed since the previous snapshot ($1 xmax, $2 xip), for the users
--- connected to this server ($3), in one query whatever their number.
-SELECT id, user_id, kind, title, body, priority::text, action_url, data, created_at, read_at
-  FROM pgbell.notifications
- WHERE (xid >= $1::text::xid8 OR xid = ANY ($2::text[]::xid8[]))
-   AND user_id = ANY ($3::text[])
- ORDER BY id;
+-- name: fall_asleep
+-- A server falls asleep (docs/architecture.md "Adaptive wake-up"): it takes
+-- the window lock, never waiting; false: a writer is between its check and
+-- the end of its transaction, so the server keeps looking.
+SELECT pg_try_advisory_lock(1885823596, 1);
 
--- name: new_state_changes
-SELECT user_id, change, ids
-  FROM pgbell.state_changes
- WHERE (xid >= $1::text::xid8 OR xid = ANY ($2::text[]::xid8[]))
-   AND user_id = ANY ($3::text[])
- ORDER BY id;
+-- name: mark_asleep
+-- Holding the window: mark this session asleep, then let the window go
+-- (in this order: the target list is evaluated left to right).
+SELECT pg_try_advisory_lock_shared(1885823596, 2) AS asleep,
+       pg_advisory_unlock(1885823596, 1) AS released;
 
--- name: token_versions
--- The valid token version of pgbell's own users whose tokens were revoked;
--- a deleted user has no row.
-SELECT id::text AS user_id, token_version FROM pgbell.users WHERE id = ANY ($1::bigint[]);
-
--- name: unread_counts
-SELECT user_id, count(*) AS n
-  FROM pgbell.notifications
- WHERE user_id = ANY ($1::text[]) AND read_at IS NULL AND archived_at IS NULL
- GROUP BY user_id;
+-- name: wake_up
+-- Awake again: writers stop sending NOTIFYs once no server holds this.
+SELECT pg_advisory_unlock_shared(1885823596, 2);
 
 -- name: unread_count
 SELECT count(*) FROM pgbell.notifications
@@ -186,7 +230,7 @@ SELECT to_regrole($1);
 SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user;
 
 -- name: grant_roles
-SELECT pgbell.grant_roles_v1();
+SELECT pgbell.grant_roles_v2();
 
 -- name: demo_grant_roles
 SELECT pgbell.demo_grant_roles_v1();
