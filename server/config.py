@@ -217,6 +217,10 @@ class Settings:
     send_queue_size: int = 16384
     snapshot_size: int = 50
     poll_interval: float = 5.0
+    # adaptive wake-up: looks every wake_interval while awake; tries to fall
+    # asleep (writers then send NOTIFY) after wake_idle seconds without rows
+    wake_interval: float = 0.002
+    wake_idle: float = 0.05
     db_pool_max: int = 10
     log_level: str = "INFO"
     log_format: str = "json"
@@ -292,6 +296,8 @@ class Settings:
             ws_compression=_flag(env, "PGBELL_WS_COMPRESSION", False),
             send_queue_size=_int(env, "PGBELL_SEND_QUEUE_SIZE", 16384, 1, 1_000_000),
             poll_interval=_float(env, "PGBELL_POLL_INTERVAL", 5.0, 0.05, 3600.0),
+            wake_interval=_float(env, "PGBELL_WAKE_INTERVAL", 0.002, 0.0005, 1.0),
+            wake_idle=_float(env, "PGBELL_WAKE_IDLE", 0.05, 0.0, 60.0),
             db_pool_max=_int(env, "PGBELL_DB_POOL_MAX", 10, 2, 1000),
             log_level=(env.get("PGBELL_LOG_LEVEL") or "INFO").upper(),
             log_format=(env.get("PGBELL_LOG_FORMAT") or "json").lower(),

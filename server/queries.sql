@@ -67,6 +67,18 @@ SELECT 's', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NU
   FROM pg_current_snapshot() AS s
  ORDER BY part, id;
 
+-- name: probe
+-- Is anything new since the snapshot ($1 xmax, $2 xip), for anyone? The
+-- feed asks this first while looks keep finding nothing: no user list to
+-- send and plan. If nothing, this snapshot becomes the feed's cursor.
+SELECT pg_snapshot_xmax(s)::text AS xmax,
+       array(SELECT x::text FROM pg_snapshot_xip(s) AS x) AS xip,
+       EXISTS (SELECT FROM pgbell.notifications
+                WHERE xid >= $1::text::xid8 OR xid = ANY ($2::text[]::xid8[]))
+       OR EXISTS (SELECT FROM pgbell.state_changes
+                   WHERE xid >= $1::text::xid8 OR xid = ANY ($2::text[]::xid8[])) AS new
+  FROM pg_current_snapshot() AS s;
+
 -- name: fall_asleep
 -- A server falls asleep (docs/architecture.md "Adaptive wake-up"): it takes
 -- the window lock, never waiting; false: a writer is between its check and

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import psycopg
 import pytest
 from psycopg import sql
@@ -78,6 +79,17 @@ def database_url(pg_url: str, template_database: str) -> Iterator[str]:
     url = create_database(pg_url, name, template=template_database)
     yield url
     drop_database(pg_url, name)
+
+
+@pytest.fixture
+async def ping_database(database_url: str) -> str:
+    """A fresh database with a template `ping` ('Ping', no placeholders)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("INSERT INTO pgbell.templates (kind, title) VALUES ('ping', 'Ping')")
+    finally:
+        await conn.close()
+    return database_url
 
 
 @pytest.fixture

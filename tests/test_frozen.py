@@ -41,6 +41,10 @@ PINNED = {
     "triggers/demo/110_payment_received_v1.sql": "57f4c570bf5119171d73a94b2280c4d2a7fc6f1b60c1309366ab8cf31b1de768",
     "triggers/demo/111_payment_received_v2.sql": "03ecbc6c7d9add630a181800e9730987b8bf335ea896dcb1fafae92cb37297e1",
     "triggers/demo/190_demo_grant_roles_v1.sql": "1b3c6bdbe5004f77416e0e71dbb151c4dc99a0af434310bdf4764b79246ff6ad",
+    "migrations/versions/0003_adaptive_wakeup.py": "9a7f765c09e0e450cc078c56d47afc8d739878361f7223a58b803450e15fba79",
+    "triggers/901_wake_servers_v2.sql": "99d2805ca2498a5eec14a98f57b95d4e102129c323b087f81b8ff33b86558eb9",
+    "triggers/911_state_changes_v2.sql": "96f08ef2609d2a2abab45974baa33c38319a5c228e3095d54cdb6dd8faa2eb40",
+    "triggers/921_tokens_revoked_v2.sql": "bd3d49b0f2c6359cb60cfc7b768789ad884ec1e060fb483a86ebec0b69b3b938",
 }
 
 

@@ -64,8 +64,9 @@ def test_public_may_execute_no_pgbell_function_and_each_pins_its_search_path(dat
     definers = {name for name, _, _, definer in rows if definer}
     assert {
         "pgbell.notify(text,text[],text[],jsonb,pgbell.priority)",
-        "pgbell.state_changes_v1()",
-        "pgbell.wake_servers_v1()",
+        "pgbell.state_changes_v2()",
+        "pgbell.wake_servers_v2()",
+        "pgbell.wake_v2()",
         "pgbell.deal_created_v2()",
     } <= definers
 

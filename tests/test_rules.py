@@ -37,9 +37,9 @@ def test_rules_lists_every_trigger_from_the_catalog(database_url):
     assert set(rows) == {
         "_101_deal_created_v2",
         "_111_payment_received_v2",
-        "_900_wake_servers_v1",
-        "_910_state_changes_v1",
-        "_920_tokens_revoked_v1",
+        "_901_wake_servers_v2",
+        "_911_state_changes_v2",
+        "_921_tokens_revoked_v2",
     }
     assert (
         "deals" in rows["_101_deal_created_v2"] and "AFTER INSERT" in rows["_101_deal_created_v2"]

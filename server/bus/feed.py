@@ -61,6 +61,11 @@ class Feed:
         self._pool = pool
         self._connected_users = connected_users
         self._cursor: Cursor | None = None
+        # the snapshot before _cursor, and the users the last look was for
+        self._older: Cursor | None = None
+        self._users: set[str] = set()
+        self._users_list: list[str] | None = None
+        self._quiet = False  # the last look found nothing
         self.stats = FeedStats()
 
     async def start(self) -> None:
@@ -73,51 +78,60 @@ class Feed:
         row = await conn.fetchrow(Q.current_snapshot)
         return Cursor(row["xmax"], tuple(row["xip"]))
 
-    async def poll(self) -> Batch:
-        """Everything committed since the last poll, as frames in id order."""
+    async def poll(self, conn: asyncpg.Connection) -> Batch:
+        """Everything committed since the last poll, as frames in id order,
+        in one statement on `conn` (the listener's own connection)."""
         if self._cursor is None:
-            await self.start()
+            self._cursor = self._older = await self._snapshot(conn)
             return Batch([], {})
-        prev = self._cursor
-        async with self._pool.acquire() as conn:
-            # One snapshot for the cursor, the rows and the counts, so they agree.
-            async with conn.transaction(isolation="repeatable_read", readonly=True):
-                # A generic plan cannot know how narrow `xid >= $1` is and scans
-                # every row of the connected users instead: plan with the values.
-                await conn.execute(Q.custom_plans)
-                cursor = await self._snapshot(conn)
-                # Read the users only now: a socket registered after this
-                # point takes its own snapshot later, which sees these rows.
-                users = self._connected_users()
-                notes, changes, counts, revoked = [], [], {}, {}
-                if users:
-                    xip = list(prev.xip)
-                    notes = await conn.fetch(Q.new_notifications, prev.xmax, xip, users)
-                    changes = await conn.fetch(Q.new_state_changes, prev.xmax, xip, users)
-                    revoked = await _revoked(conn, changes)
-                    changes = [r for r in changes if r["change"] != "revoked"]
-                    touched = {r["user_id"] for r in notes} | {r["user_id"] for r in changes}
-                    if touched:
-                        rows = await conn.fetch(Q.unread_counts, list(touched))
-                        counts = {r["user_id"]: r["n"] for r in rows}
-        self._cursor = cursor
+        prev, older = self._cursor, self._older or self._cursor
+        # The users are read before the statement takes its snapshot. A socket
+        # that registers in between may take its own snapshot first, and this
+        # look leaves its user out; the next look includes the user and reads
+        # from the snapshot before this one, which that socket's snapshot
+        # cannot precede (it registered after this look began).
+        users = self._connected_users()
+        if users is self._users_list and self._quiet:
+            # Nothing last time, and the same users: ask cheaply first. No row
+            # at all since `prev` means none for any of these users either.
+            probe = await conn.fetchrow(Q.probe, prev.xmax, list(prev.xip))
+            if not probe["new"]:
+                self._older, self._cursor = prev, Cursor(probe["xmax"], tuple(probe["xip"]))
+                self.stats.polls += 1
+                self.stats.last_batch = 0
+                return Batch([], {})
+        if users is self._users_list:
+            known, new = users, []
+        else:
+            known = [u for u in users if u in self._users]
+            new = [u for u in users if u not in self._users]
+        rows = await conn.fetch(
+            Q.poll, prev.xmax, list(prev.xip), known, older.xmax, list(older.xip), new
+        )
+        notes, changes, counts, revoked = [], [], {}, {}
+        cursor = prev
+        for row in rows:
+            part = row["part"]
+            if part == "n":
+                notes.append(row)
+            elif part == "c":
+                if row["change"] == "revoked":
+                    revoked[row["user_id"]] = row["n"]
+                else:
+                    changes.append(row)
+            elif part == "u":
+                counts[row["user_id"]] = row["n"]
+            else:
+                cursor = Cursor(row["xmax"], tuple(row["xip"]))
+        self._older, self._cursor = prev, cursor
+        if users is not self._users_list:
+            self._users, self._users_list = set(users), users
+        self._quiet = not rows or len(rows) == 1  # only the snapshot row
         self.stats.polls += 1
         self.stats.notifications_fetched += len(notes)
         self.stats.state_changes_fetched += len(changes)
         self.stats.last_batch = len(notes) + len(changes)
         return Batch(_frames(notes, changes, counts), revoked)
-
-
-async def _revoked(conn: asyncpg.Connection, changes) -> dict[str, int | None]:
-    """Recipients whose pgbell tokens were revoked, with the version still valid."""
-    users = {r["user_id"] for r in changes if r["change"] == "revoked"}
-    if not users:
-        return {}
-    # only pgbell's own users are revoked, and their ids are bigints
-    ids = [int(u) for u in users if u.isascii() and u.isdigit() and int(u) < 2**63]
-    rows = await conn.fetch(Q.token_versions, ids)
-    valid = {r["user_id"]: r["token_version"] for r in rows}
-    return {u: valid.get(u) for u in users}
 
 
 def _frames(notes, changes, counts: dict[str, int]) -> list[Frame]:

@@ -281,9 +281,13 @@ class Hub:
         self.stats = HubStats()
         # sockets with frames to write at the end of this turn of the loop
         self._due: list[Subscriber] = []
+        # user_ids(), kept until a user comes or goes: the feed asks on every look
+        self._user_list: list[str] | None = None
 
     def add(self, sub: Subscriber) -> None:
         sub._schedule = self._flush_soon
+        if sub.user_id not in self._by_user:
+            self._user_list = None
         self._by_user.setdefault(sub.user_id, set()).add(sub)
         if sub.user_id in self._valid_version:
             self._revoke_if_older(sub, self._valid_version[sub.user_id])
@@ -326,9 +330,14 @@ class Hub:
             subs.discard(sub)
             if not subs:
                 del self._by_user[sub.user_id]
+                self._user_list = None
 
     def user_ids(self) -> list[str]:
-        return list(self._by_user)
+        """The users with a socket here; the same list object until that
+        changes (do not modify it)."""
+        if self._user_list is None:
+            self._user_list = list(self._by_user)
+        return self._user_list
 
     def sockets_of(self, user_id: str) -> int:
         return len(self._by_user.get(user_id, ()))

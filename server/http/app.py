@@ -107,16 +107,23 @@ async def _fanout(app: web.Application) -> AsyncIterator[None]:
     await feed.start()
     app[keys.FEED] = feed
 
-    async def deliver() -> None:
-        batch = await feed.poll()
+    async def deliver(conn: asyncpg.Connection) -> int:
+        batch = await feed.poll(conn)
         for frame in batch.frames:
             hub.publish(frame.user_id, frame.text, frame.ids, frame.created_at)
         for user_id, valid_version in batch.revoked.items():
             hub.revoke(user_id, valid_version)
+        return len(batch.frames) + len(batch.revoked)
 
     settings = app[keys.SETTINGS]
     # its own URL: LISTEN needs one session, which a transaction pooler never keeps
-    listener = Listener(settings.listen_database_url, deliver, settings.poll_interval)
+    listener = Listener(
+        settings.listen_database_url,
+        deliver,
+        settings.poll_interval,
+        awake_interval=settings.wake_interval,
+        awake_idle=settings.wake_idle,
+    )
     app[keys.LISTENER] = listener
     listener.start()
     pruner = asyncio.get_running_loop().create_task(_prune_state_changes(app[keys.POOL]))

@@ -140,8 +140,18 @@ class PgbellCollector:
         )
         yield _counter(
             "pgbell_listener_wakeups_total",
-            "Fetches run (NOTIFY, reconnect catch-up or safety poll).",
+            "Looks at the table (awake polling, NOTIFY, reconnect catch-up or safety poll).",
             listener.wakeups,
+        )
+        yield _gauge(
+            "pgbell_listener_asleep",
+            "1 while the server is asleep (writers send NOTIFY), 0 while it polls.",
+            int(listener.asleep),
+        )
+        yield _counter(
+            "pgbell_listener_sleeps_total",
+            "Times the server fell asleep after PGBELL_WAKE_IDLE seconds without rows.",
+            listener.sleeps,
         )
         yield _counter(
             "pgbell_feed_notifications_fetched_total",
