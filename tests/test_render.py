@@ -1,6 +1,7 @@
-"""pgbell.render_v2 renders exactly what pgbell.render_v1 does, on random
-templates and data, in the real PostgreSQL: the set-based renderer may
-replace the loop only if no template or data tells them apart."""
+"""pgbell.render_v2 and pgbell.render_one_v1 render exactly what
+pgbell.render_v1 does, on random templates and data, in the real
+PostgreSQL: the set-based and one-pass renderers may replace the loop only
+if no template or data tells them apart."""
 
 from __future__ import annotations
 
@@ -53,10 +54,13 @@ documents = st.one_of(
 )
 
 COMPARE = """
-    SELECT v2.event, v2.field, v2.rendered, v2.missing, v1.rendered, v1.missing
+    SELECT v2.event, v2.field, v2.rendered, v2.missing, v1.rendered, v1.missing,
+           one.rendered, one.missing
       FROM pgbell.render_v2(%(t)s::text[], %(d)s::jsonb[]) AS v2
      CROSS JOIN LATERAL pgbell.render_v1((%(t)s::text[])[v2.field],
                                          (%(d)s::jsonb[])[v2.event]) AS v1
+     CROSS JOIN LATERAL pgbell.render_one_v1((%(t)s::text[])[v2.field],
+                                             (%(d)s::jsonb[])[v2.event]) AS one
      ORDER BY v2.event, v2.field
 """
 
@@ -79,15 +83,18 @@ def test_render_v2_is_render_v1_on_any_template_and_data(database_url):
         @example(tpls=["{a:money}{a}{b}{a}", None, ""], docs=['{"a": "x"}', '{"a": null}', None])
         @example(tpls=["{a:money}"], docs=['{"a": 1e300}', '{"a": -0.005}', '{"a": true}'])
         @example(tpls=["{a}"], docs=['{"a": {"b": [1, "c"]}}', '["a"]', '"a"'])
+        @example(tpls=["\x01{a}\x02{b:money}", "{a}\x01"], docs=['{"a": "\\u0001", "b": 2}'])
         def renders_alike(tpls: list[str | None], docs: list[str | None]) -> None:
             rows = conn.execute(COMPARE, {"t": tpls, "d": docs}).fetchall()
             assert [(r[0], r[1]) for r in rows] == [
                 (e, f) for e in range(1, len(docs) + 1) for f in range(1, len(tpls) + 1)
             ], "render_v2 must give one row per data document and template, in order"
-            for event, field, text2, missing2, text1, missing1 in rows:
+            for event, field, text2, missing2, text1, missing1, text_one, missing_one in rows:
                 where = f"template {tpls[field - 1]!r} with data {docs[event - 1]!r}"
                 assert text2 == text1, f"rendered text differs for {where}"
                 assert missing2 == missing1, f"missing keys differ for {where}"
+                assert text_one == text1, f"render_one_v1's text differs for {where}"
+                assert missing_one == missing1, f"render_one_v1's missing keys differ for {where}"
 
         renders_alike()
 

@@ -64,3 +64,59 @@ $$;
 COMMENT ON FUNCTION pgbell.render_v2(text[], jsonb[]) IS
     'Fills {name} / {name:money} placeholders of each template from each data document in one query (row event i, field j); the same text and missing keys as render_v1. Never raises.';
 REVOKE ALL ON FUNCTION pgbell.render_v2(text[], jsonb[]) FROM PUBLIC;
+
+-- pgbell.render_one_v1(template, data) -> (rendered, missing)
+--
+-- One template with one document, for pgbell.notify and a trigger's
+-- one-row statement, where render_v2's set-based query costs more than the
+-- work: a template without '{' is returned as it is, and any other is cut
+-- up by one regexp_replace (each placeholder becomes \x01 key \x02 format
+-- \x01) and walked once. The same text and missing keys as render_v1 and
+-- render_v2 (tests/test_render.py); a template holding \x01 or \x02 goes to
+-- render_v2. Pure function. Never raises. Private.
+
+CREATE FUNCTION pgbell.render_one_v1(template text, data jsonb, OUT rendered text, OUT missing text[])
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    parts text[];
+    key   text;
+    fmt   text;
+    val   jsonb;
+BEGIN
+    missing := '{}';
+    IF template IS NULL OR strpos(template, '{') = 0 THEN
+        rendered := coalesce(template, '');
+        RETURN;
+    END IF;
+    IF strpos(template, E'\x01') > 0 OR strpos(template, E'\x02') > 0 THEN
+        SELECT r.rendered, r.missing INTO rendered, missing
+          FROM pgbell.render_v2(ARRAY[template], ARRAY[data]) AS r;
+        RETURN;
+    END IF;
+    parts := string_to_array(regexp_replace(template, '\{([A-Za-z_][A-Za-z0-9_]*)(?::(money))?\}',
+                                            E'\x01\\1\x02\\2\x01', 'g'),
+                             E'\x01');
+    rendered := parts[1];
+    FOR i IN 2 .. cardinality(parts) BY 2 LOOP
+        key := split_part(parts[i], E'\x02', 1);
+        fmt := split_part(parts[i], E'\x02', 2);
+        val := data -> key;
+        IF val IS NULL OR jsonb_typeof(val) = 'null' THEN
+            rendered := rendered || '{' || key || CASE WHEN fmt = '' THEN '' ELSE ':' || fmt END || '}';
+            IF NOT key = ANY (missing) THEN
+                missing := missing || key;
+            END IF;
+        ELSIF fmt = 'money' AND jsonb_typeof(val) = 'number' THEN
+            rendered := rendered || to_char((val #>> '{}')::numeric, 'FM999,999,999,999,990.00');
+        ELSE
+            rendered := rendered || (val #>> '{}');
+        END IF;
+        rendered := rendered || parts[i + 1];
+    END LOOP;
+END;
+$$;
+
+COMMENT ON FUNCTION pgbell.render_one_v1(text, jsonb) IS
+    'Fills {name} / {name:money} placeholders of one template from one data document in one regexp pass; the same text and missing keys as render_v1. Never raises.';
+REVOKE ALL ON FUNCTION pgbell.render_one_v1(text, jsonb) FROM PUBLIC;

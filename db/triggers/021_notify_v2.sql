@@ -7,7 +7,9 @@
 -- optional), and all of its notifications are written by one INSERT into
 -- pgbell.notifications, so a trigger that hands it a whole transition
 -- table costs one statement, not one per row. pgbell.notify keeps its
--- signature and behaviour and is notify_many of one event.
+-- signature and behaviour: it is what notify_many does for one event,
+-- without building and checking JSON (pgbell.notify_one_v1, which
+-- triggers also call for a statement that wrote one row).
 --
 -- For each event: render the kind's template from pgbell.templates with its
 -- data (pgbell.render_v2, one query for every event and field), expand its
@@ -203,6 +205,99 @@ COMMENT ON FUNCTION pgbell.notify_many(text, jsonb, pgbell.priority, boolean) IS
     'Public API, the set form of pgbell.notify: events is a JSON array of {user_ids, roles, data}; every notification of every event is written by one INSERT. best_effort => true (for triggers) turns an unknown kind and invalid recipient ids into WARNINGs. Returns the rows written.';
 REVOKE ALL ON FUNCTION pgbell.notify_many(text, jsonb, pgbell.priority, boolean) FROM PUBLIC;
 
+CREATE FUNCTION pgbell.notify_one_v1(
+    kind        text,
+    user_ids    text[],
+    roles       text[],
+    data        jsonb,
+    priority    pgbell.priority,
+    best_effort boolean
+) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    tpl     pgbell.templates;
+    eff     pgbell.priority;
+    out     record;
+    title   text;
+    body    text;
+    url     text;
+    bad_ids bigint;
+    written integer;
+BEGIN
+    SELECT * INTO tpl FROM pgbell.templates t WHERE t.kind = notify_one_v1.kind;
+    IF NOT FOUND THEN
+        IF best_effort THEN
+            RAISE WARNING 'pgbell: % notifications not written: unknown notification kind %',
+                notify_one_v1.kind, quote_literal(notify_one_v1.kind)
+                USING HINT = 'Its template is gone from pgbell.templates; the writer''s statement went on.';
+            RETURN 0;
+        END IF;
+        RAISE EXCEPTION 'pgbell.notify: unknown notification kind %', quote_literal(notify_one_v1.kind)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Add a template first: INSERT INTO pgbell.templates (kind, title, body) VALUES (...)';
+    END IF;
+    SELECT count(*) INTO bad_ids
+      FROM unnest(notify_one_v1.user_ids) AS u (id) WHERE length(u.id) NOT BETWEEN 1 AND 255;
+    IF bad_ids > 0 THEN
+        IF NOT best_effort THEN
+            RAISE EXCEPTION 'pgbell.notify: a recipient id must be 1 to 255 characters'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'user_ids are the application''s user ids as text, e.g. ARRAY[owner_id::text]';
+        END IF;
+        RAISE WARNING 'pgbell: % notifications: % recipient ids are empty or longer than 255 characters; skipped',
+            tpl.kind, bad_ids;
+    END IF;
+    eff := coalesce(notify_one_v1.priority, tpl.priority);
+    data := coalesce(notify_one_v1.data, '{}');
+
+    out := pgbell.render_one_v1(tpl.title, data);
+    title := out.rendered;
+    IF cardinality(out.missing) > 0 THEN
+        PERFORM pgbell.report_problem_v2(tpl.kind, 'title', 'missing_data', out.missing, 1);
+    END IF;
+    out := pgbell.render_one_v1(tpl.body, data);
+    body := out.rendered;
+    IF cardinality(out.missing) > 0 THEN
+        PERFORM pgbell.report_problem_v2(tpl.kind, 'body', 'missing_data', out.missing, 1);
+    END IF;
+    out := pgbell.render_one_v1(tpl.action_url, data);
+    url := out.rendered;
+    IF cardinality(out.missing) > 0 THEN
+        PERFORM pgbell.report_problem_v2(tpl.kind, 'action_url', 'missing_data', out.missing, 1);
+    END IF;
+    IF tpl.action_url IS NULL THEN
+        url := NULL;
+    ELSIF NOT pgbell.action_url_ok_v1(url) THEN
+        PERFORM pgbell.report_problem_v2(tpl.kind, 'action_url', 'invalid_action_url', '{}', 1);
+        url := NULL;
+    END IF;
+
+    INSERT INTO pgbell.notifications (user_id, kind, title, body, priority, action_url, data)
+    SELECT r.id, tpl.kind, title, body, eff, url, data
+      FROM (SELECT u.id FROM unnest(notify_one_v1.user_ids) AS u (id)
+            UNION
+            SELECT m.id FROM unnest(notify_one_v1.roles) AS g (role),
+                             pgbell.role_members(g.role) AS m (id)) AS r
+      LEFT JOIN pgbell.global_preferences gp ON gp.user_id = r.id
+      LEFT JOIN pgbell.preferences p ON p.user_id = r.id AND p.kind = tpl.kind
+     WHERE r.id IS NOT NULL
+       AND (NOT best_effort OR length(r.id) BETWEEN 1 AND 255)
+       AND (eff = 'urgent'
+            OR (NOT coalesce(gp.muted, false)
+                AND NOT coalesce(p.muted, false)
+                AND eff >= coalesce(p.min_priority, gp.min_priority, 'low')))
+     ORDER BY r.id;
+    GET DIAGNOSTICS written = ROW_COUNT;
+    RETURN written;
+END;
+$$;
+
+COMMENT ON FUNCTION pgbell.notify_one_v1(text, text[], text[], jsonb, pgbell.priority, boolean) IS
+    'One event of pgbell.notify_many without the JSON: pgbell.notify, and triggers whose statement wrote one row (best_effort), call it.';
+REVOKE ALL ON FUNCTION pgbell.notify_one_v1(text, text[], text[], jsonb, pgbell.priority, boolean) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION pgbell.notify(
     kind     text,
     user_ids text[] DEFAULT NULL,
@@ -213,14 +308,10 @@ CREATE OR REPLACE FUNCTION pgbell.notify(
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    RETURN pgbell.notify_many(
-        notify.kind,
-        jsonb_build_array(jsonb_build_object('user_ids', to_jsonb(notify.user_ids),
-                                             'roles', to_jsonb(notify.roles),
-                                             'data', coalesce(notify.data, '{}'))),
-        notify.priority);
+    RETURN pgbell.notify_one_v1(notify.kind, notify.user_ids, notify.roles, notify.data,
+                                notify.priority, false);
 END;
 $$;
 
 COMMENT ON FUNCTION pgbell.notify(text, text[], text[], jsonb, pgbell.priority) IS
-    'Public API. Renders the kind''s template with data, targets user_ids (text) and pgbell.role_members() of roles, applies preferences (urgent bypasses mutes), writes one pgbell.notifications row per recipient; servers are woken on commit. Returns the rows written. pgbell.notify_many of one event.';
+    'Public API. Renders the kind''s template with data, targets user_ids (text) and pgbell.role_members() of roles, applies preferences (urgent bypasses mutes), writes one pgbell.notifications row per recipient; servers are woken on commit. Returns the rows written. What pgbell.notify_many does for one event, without its JSON.';

@@ -40,6 +40,8 @@ def downgrade() -> None:
         DROP FUNCTION pgbell.grant_roles_v2(),
                       pgbell.notify(text, text[], text[], jsonb, pgbell.priority),
                       pgbell.notify_many(text, jsonb, pgbell.priority, boolean),
+                      pgbell.notify_one_v1(text, text[], text[], jsonb, pgbell.priority, boolean),
+                      pgbell.render_one_v1(text, jsonb),
                       pgbell.report_problem_v2(text, text, text, text[], bigint),
                       pgbell.render_v2(text[], jsonb[]);
         """
