@@ -18,7 +18,7 @@ from pgbell.ops.migrate import DB_DIR
 PINNED = {
     "migrations/versions/0001_initial.py": "9379cb49f0d0bca1460a88639457943e2f93254b08534f484e8e9669650d19f5",
     "migrations/versions/0001_initial.sql": "a53e8fc11b6aa6ccfc0d1bb800411106abd712668fec5994fe74c5aef8c417c4",
-    "migrations/versions/0002_lean_notify.py": "6df31319bba907072a94a152553577e487a597b5bec62e58cd47ba45a1658605",
+    "migrations/versions/0002_lean_notify.py": "7374f91848aca0b177d7d4be5eba9f0aa065f76d12d9b1dd8e923ee77e005a9f",
     "migrations/versions/demo_0001_deals.py": "767f0810e1f8dec00ea744136427c7b21b94a5eca0b898f2bb8cd75f11699133",
     "migrations/versions/demo_0001_deals.sql": "0775590a1d62df4d914c52ccd2a5a4aab7db55e8602121fc0cc3d8371488ca4c",
     "migrations/versions/demo_0002_lean_triggers.py": "99e32d8b4ca96b34de53e548aad508a94b4908aef3b5bfd4b49b18c9f8f7f86a",
@@ -29,7 +29,7 @@ PINNED = {
     "triggers/017_report_problem_v2.sql": "b234496afea00ad887b685a830370fe0f0b5f9b2525c2e5cc5dc8e5dcfb34f71",
     "triggers/018_role_members.sql": "2b60318b226eb93ac9636a37525ea23479f2a684d2a9764b912f848c9d856326",
     "triggers/020_notify_v1.sql": "a3354b0bea2641a3df3b8e5cd72d73b15754977937f6cde4c773259396204d99",
-    "triggers/021_notify_v2.sql": "0344d8a62e8ac2c43516bf04669c55a4e62907b9c4c4bb69bb967ded8093db4e",
+    "triggers/021_notify_v2.sql": "09a9775602c2889060aaa30a59cf0636b42aa2af3f13aabdce93df3f3a5f795f",
     "triggers/900_wake_servers_v1.sql": "d4d7ce19e315a29283daabe0ba72f35a1a48e4b265d47765ac1cf4fcd4ff851f",
     "triggers/910_state_changes_v1.sql": "ea9c7628a1e83d3ea32cf850926853f697a6168659f6fd4f7a8a067affd82355",
     "triggers/920_tokens_revoked_v1.sql": "b71fcde9415ebcbd521a073a062d24e0684d221faa8aa8448edc7960f554c4fa",

@@ -47,6 +47,42 @@
 -- one generic plan each (plan_cache_mode): planning them anew for every
 -- call's values cost more than running them for a single event.
 
+-- pgbell.refuse_input_v1(kind, problem, best_effort, n): the caller's bad
+-- input to pgbell.notify / notify_many, as an error (invalid_parameter_value)
+-- or, with best_effort, as a WARNING: 'unknown_kind' (nothing is written) or
+-- 'bad_ids' (n recipient ids empty or longer than 255 characters, skipped).
+-- Private: only the notify functions call it, and only on those paths.
+
+CREATE FUNCTION pgbell.refuse_input_v1(kind text, problem text, best_effort boolean, n bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF problem = 'unknown_kind' THEN
+        IF best_effort THEN
+            RAISE WARNING 'pgbell: % notifications not written: unknown notification kind %',
+                kind, quote_literal(kind)
+                USING HINT = 'Its template is gone from pgbell.templates; the writer''s statement went on.';
+            RETURN;
+        END IF;
+        RAISE EXCEPTION 'pgbell.notify: unknown notification kind %', quote_literal(kind)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Add a template first: INSERT INTO pgbell.templates (kind, title, body) VALUES (...)';
+    END IF;
+    IF NOT best_effort THEN
+        RAISE EXCEPTION 'pgbell.notify: a recipient id must be 1 to 255 characters'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'user_ids are the application''s user ids as text, e.g. ARRAY[owner_id::text]';
+    END IF;
+    RAISE WARNING 'pgbell: % notifications: % recipient ids are empty or longer than 255 characters; skipped',
+        kind, n;
+END;
+$$;
+
+COMMENT ON FUNCTION pgbell.refuse_input_v1(text, text, boolean, bigint) IS
+    'The notify functions'' answer to bad input: an error, or with best_effort a WARNING (unknown kind, recipient ids out of bounds).';
+REVOKE ALL ON FUNCTION pgbell.refuse_input_v1(text, text, boolean, bigint) FROM PUBLIC;
+
 CREATE FUNCTION pgbell.notify_many(
     kind        text,
     events      jsonb,
@@ -83,15 +119,8 @@ BEGIN
     END IF;
     SELECT * INTO tpl FROM pgbell.templates t WHERE t.kind = notify_many.kind;
     IF NOT FOUND THEN
-        IF best_effort THEN
-            RAISE WARNING 'pgbell: % notifications not written: unknown notification kind %',
-                notify_many.kind, quote_literal(notify_many.kind)
-                USING HINT = 'Its template is gone from pgbell.templates; the writer''s statement went on.';
-            RETURN 0;
-        END IF;
-        RAISE EXCEPTION 'pgbell.notify: unknown notification kind %', quote_literal(notify_many.kind)
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Add a template first: INSERT INTO pgbell.templates (kind, title, body) VALUES (...)';
+        PERFORM pgbell.refuse_input_v1(notify_many.kind, 'unknown_kind', best_effort, 0);
+        RETURN 0;
     END IF;
 
     -- every event's data, and whether the events are well formed
@@ -120,13 +149,7 @@ BEGIN
                   HINT = 'One object per event: [{"user_ids": ["42"], "roles": ["manager"], "data": {...}}]';
     END IF;
     IF bad_ids > 0 THEN
-        IF NOT best_effort THEN
-            RAISE EXCEPTION 'pgbell.notify: a recipient id must be 1 to 255 characters'
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'user_ids are the application''s user ids as text, e.g. ARRAY[owner_id::text]';
-        END IF;
-        RAISE WARNING 'pgbell: % notifications: % recipient ids are empty or longer than 255 characters; skipped',
-            tpl.kind, bad_ids;
+        PERFORM pgbell.refuse_input_v1(tpl.kind, 'bad_ids', best_effort, bad_ids);
     END IF;
     eff := coalesce(notify_many.priority, tpl.priority);
 
@@ -228,26 +251,13 @@ DECLARE
 BEGIN
     SELECT * INTO tpl FROM pgbell.templates t WHERE t.kind = notify_one_v1.kind;
     IF NOT FOUND THEN
-        IF best_effort THEN
-            RAISE WARNING 'pgbell: % notifications not written: unknown notification kind %',
-                notify_one_v1.kind, quote_literal(notify_one_v1.kind)
-                USING HINT = 'Its template is gone from pgbell.templates; the writer''s statement went on.';
-            RETURN 0;
-        END IF;
-        RAISE EXCEPTION 'pgbell.notify: unknown notification kind %', quote_literal(notify_one_v1.kind)
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Add a template first: INSERT INTO pgbell.templates (kind, title, body) VALUES (...)';
+        PERFORM pgbell.refuse_input_v1(notify_one_v1.kind, 'unknown_kind', best_effort, 0);
+        RETURN 0;
     END IF;
     SELECT count(*) INTO bad_ids
       FROM unnest(notify_one_v1.user_ids) AS u (id) WHERE length(u.id) NOT BETWEEN 1 AND 255;
     IF bad_ids > 0 THEN
-        IF NOT best_effort THEN
-            RAISE EXCEPTION 'pgbell.notify: a recipient id must be 1 to 255 characters'
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'user_ids are the application''s user ids as text, e.g. ARRAY[owner_id::text]';
-        END IF;
-        RAISE WARNING 'pgbell: % notifications: % recipient ids are empty or longer than 255 characters; skipped',
-            tpl.kind, bad_ids;
+        PERFORM pgbell.refuse_input_v1(tpl.kind, 'bad_ids', best_effort, bad_ids);
     END IF;
     eff := coalesce(notify_one_v1.priority, tpl.priority);
     data := coalesce(notify_one_v1.data, '{}');

@@ -41,6 +41,7 @@ def downgrade() -> None:
                       pgbell.notify(text, text[], text[], jsonb, pgbell.priority),
                       pgbell.notify_many(text, jsonb, pgbell.priority, boolean),
                       pgbell.notify_one_v1(text, text[], text[], jsonb, pgbell.priority, boolean),
+                      pgbell.refuse_input_v1(text, text, boolean, bigint),
                       pgbell.render_one_v1(text, jsonb),
                       pgbell.report_problem_v2(text, text, text, text[], bigint),
                       pgbell.render_v2(text[], jsonb[]);
