@@ -118,7 +118,7 @@ LATENCY_HEADER = [
 
 WRITERS_HEADER = [
     "clients", "set-up", "commits/s", "x plain", "rows committed", "delivered", "lost",
-    "server CPU s", "NOTIFYs", "fetches",
+    "resumed", "server CPU s", "NOTIFYs", "fetches",
 ]  # fmt: skip
 
 
@@ -137,6 +137,7 @@ def writers_rows(runs: list[dict]) -> list[list[str]]:
                 str(r["rows_committed"]),
                 "-" if lost is None else str(r["frames_delivered"]),
                 "-" if lost is None else str(lost),
+                str(sum(r["server_closes"].values())),
                 f"{r['server_cpu_s']:.2f}",
                 str(r["server_notifies"]),
                 str(r["server_fetches"]),
@@ -165,14 +166,21 @@ def render_writers(w: dict, nproc: str) -> str:
         format_table(WRITERS_HEADER, writers_rows(w["runs"])),
         wake_up_cost(w["runs"]),
         "server CPU s: pgbell serve, from pgbench's start to the run's last frame;"
-        " NOTIFYs and fetches: its listener's",
+        " NOTIFYs and fetches: its listener's; resumed: sockets the server closed"
+        " that came back with ?since= (their missed rows count as delivered)",
     ]
     for r in w["runs"]:
         tag = f"{r['setup']} at {r['clients']} clients"
         if r["failed"]:
             parts.append(f"- {tag}: {r['failed']} pgbench transactions failed")
-        if r["frames_extra"]:
-            parts.append(f"- {tag}: {r['frames_extra']} frames beyond the rows committed")
+        if r["frames_extra"] or r["frames_duplicate"]:
+            parts.append(
+                f"- {tag}: {r['frames_extra']} notifications beyond the rows committed,"
+                f" {r['frames_duplicate']} received twice"
+            )
+        if r["server_closes"]:
+            parts.append(f"- {tag}: sockets closed by the server (close code: times),"
+                         f" each resumed with ?since=: {r['server_closes']}")  # fmt: skip
         if r["frames_lost"]:
             parts.append(f"- {tag}: {r['frames_lost']} frames had not arrived after the wait")
     if w.get("idle"):

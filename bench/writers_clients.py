@@ -3,15 +3,16 @@ held in a process of their own so that reading frames does not share the
 server's event loop (it still shares the machine's two cores, as browsers
 beside a server would not: that is part of "all-in").
 
-One WebSocket per recipient. A frame is counted, not parsed: the count of
-`notification` frames per recipient is compared with the rows committed
-for that recipient.
+One WebSocket per recipient. A frame is not parsed, its notification id
+is matched: the distinct ids per recipient are compared with the rows
+committed for that recipient.
 
 Run as a script it is the child: it says {"ready": true}, reads its plan
 {"url", "sockets": [[user_id, token], ...]}, opens every socket, waits for
 each one's snapshot and answers {"connected", "errors"}; then answers each
-{"cmd": "counts"} with {"counts": {user_id: frames so far}, "closed": n}
-and stops on {"cmd": "close"}. Imported, `Sockets` starts and drives it.
+{"cmd": "counts"} (and {"cmd": "reset"}, which first forgets what came
+before) as `Sockets.counts` says, and stops on {"cmd": "close"}.
+Imported, `Sockets` starts and drives it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 from collections import Counter
@@ -27,6 +29,7 @@ from pathlib import Path
 import aiohttp
 
 NOTIFICATION_MARK = '"type":"notification"'
+ID = re.compile(r'"notification":\{"id":(\d+)')
 SNAPSHOT_MARK = '"type":"snapshot"'
 CONNECT_TIMEOUT = 30.0
 
@@ -65,10 +68,13 @@ class Sockets:
                 f"{got['connected']} of {len(sockets)} sockets connected: {got['errors']}"
             )
 
-    async def counts(self) -> tuple[Counter[str], int]:
-        """Notification frames received so far per recipient, and sockets closed."""
-        got = await self._line({"cmd": "counts"}, 30)
-        return Counter(got["counts"]), got["closed"]
+    async def counts(self, reset: bool = False) -> dict:
+        """Distinct notifications received per recipient ("counts"), frames
+        received twice, the server's closes by code (each one resumed), and
+        the sockets gone for good, since the last reset (`reset`: now)."""
+        got = await self._line({"cmd": "reset" if reset else "counts"}, 30)
+        got["counts"] = Counter(got["counts"])
+        return got
 
     async def close(self) -> None:
         proc = self.proc
@@ -82,45 +88,110 @@ class Sockets:
             await proc.wait()
 
 
-async def _hold(session: aiohttp.ClientSession, url: str, user: str, token: str, state) -> None:
-    counts, errors, opened = state
-    try:
-        ws = await session.ws_connect(f"{url}?token={token}", timeout=CONNECT_TIMEOUT)
+class Recipient:
+    """One recipient's socket: the notification ids it got, and its resumes.
+
+    A socket the server closes (1013 when a burst outgrows its send buffer)
+    resumes as a client does, with ?since= the highest id it got; the
+    snapshot's `missed` counts as delivered, and a truncated one is resumed
+    again from its last row (the one the server promises to move on from).
+    Before its first frame, the highest id is the newest of its first
+    snapshot."""
+
+    def __init__(self, user: str, token: str) -> None:
+        self.user = user
+        self.token = token
+        self.ids: set[int] = set()
+        self.frames = 0
+        self.since: int | None = None
+        self.closes: Counter[str] = Counter()
+
+    def got(self, nid: int) -> None:
+        self.frames += 1
+        self.ids.add(nid)
+        if self.since is None or nid > self.since:
+            self.since = nid
+
+    async def _open(self, session: aiohttp.ClientSession, url: str):
+        query = f"?token={self.token}" + ("" if self.since is None else f"&since={self.since}")
+        ws = await session.ws_connect(url + query, timeout=CONNECT_TIMEOUT, max_msg_size=0)
         first = await asyncio.wait_for(ws.receive(), CONNECT_TIMEOUT)
-    except (aiohttp.ClientError, OSError, TimeoutError) as e:
-        errors[type(e).__name__] += 1
-        opened.set_result(False)
-        return
-    if first.type != aiohttp.WSMsgType.TEXT or SNAPSHOT_MARK not in first.data:
-        errors[f"first frame {first.type.name}"] += 1
-        opened.set_result(False)
-        await ws.close()
-        return
-    opened.set_result(True)
-    async for msg in ws:
-        if msg.type == aiohttp.WSMsgType.TEXT and NOTIFICATION_MARK in msg.data:
-            counts[user] += 1
+        if first.type != aiohttp.WSMsgType.TEXT or SNAPSHOT_MARK not in first.data:
+            await ws.close()
+            raise RuntimeError(f"first frame {first.type.name}")
+        return ws, json.loads(first.data)
+
+    async def hold(self, session: aiohttp.ClientSession, url: str, opened, errors) -> None:
+        while True:
+            try:
+                ws, snapshot = await self._open(session, url)
+            except (aiohttp.ClientError, OSError, TimeoutError, RuntimeError) as e:
+                errors[str(e) if isinstance(e, RuntimeError) else type(e).__name__] += 1
+                if not opened.done():
+                    opened.set_result(False)
+                return
+            if self.since is None:
+                # the resume point a client starts from: the newest row it was shown
+                # (0 when none: the benchmark's table was empty when it connected)
+                self.since = max((n["id"] for n in snapshot["notifications"]), default=0)
+            missed = snapshot.get("missed", ())
+            before = len(self.ids)
+            for row in missed:
+                self.got(row["id"])
+            if snapshot.get("missed_truncated"):
+                if len(self.ids) == before:
+                    # it would be sent the same rows again and again
+                    errors["a truncated resume brought nothing new"] += 1
+                    await ws.close()
+                    return
+                # resume again from the last row of `missed`, not from the
+                # highest id: rows below it that committed later come first
+                self.since = missed[-1]["id"]
+                await ws.close()
+                continue
+            if not opened.done():
+                opened.set_result(True)
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.TEXT and NOTIFICATION_MARK in msg.data:
+                    m = ID.search(msg.data)  # a match, not a parse: the cores are shared
+                    self.got(int(m.group(1)) if m else -1)
+            self.closes[str(ws.close_code)] += 1
 
 
 async def _child() -> None:
     print(json.dumps({"ready": True}), flush=True)
     plan = json.loads(await asyncio.to_thread(sys.stdin.readline))
-    counts: Counter[str] = Counter()
     errors: Counter[str] = Counter()
+    recipients = [Recipient(user, token) for user, token in plan["sockets"]]
     async with aiohttp.ClientSession() as session:
         loop = asyncio.get_running_loop()
-        opened = [loop.create_future() for _ in plan["sockets"]]
+        opened = [loop.create_future() for _ in recipients]
         tasks = [
-            loop.create_task(_hold(session, plan["url"], user, token, (counts, errors, f)))
-            for (user, token), f in zip(plan["sockets"], opened, strict=True)
+            loop.create_task(r.hold(session, plan["url"], f, errors))
+            for r, f in zip(recipients, opened, strict=True)
         ]
         connected = sum(await asyncio.gather(*opened))
         print(json.dumps({"connected": connected, "errors": dict(errors)}), flush=True)
         while line := await asyncio.to_thread(sys.stdin.readline):
-            if json.loads(line)["cmd"] == "close":
+            cmd = json.loads(line)["cmd"]
+            if cmd == "close":
                 break
-            closed = sum(t.done() for t in tasks) - (len(tasks) - connected)
-            print(json.dumps({"counts": counts, "closed": closed}), flush=True)
+            if cmd == "reset":
+                for r in recipients:
+                    r.ids, r.frames, r.closes = set(), 0, Counter()
+            closes = sum((r.closes for r in recipients), Counter())
+            print(
+                json.dumps(
+                    {
+                        "counts": {r.user: len(r.ids) for r in recipients},
+                        "duplicates": sum(r.frames - len(r.ids) for r in recipients),
+                        "closes": closes,
+                        "gone": sum(t.done() for t in tasks),
+                        "errors": errors,
+                    }
+                ),
+                flush=True,
+            )
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -35,7 +35,6 @@ import shutil
 import signal
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,17 +128,17 @@ async def _metrics(http: aiohttp.ClientSession, base: str) -> dict[str, float]:
     return out
 
 
-async def _delivered(
-    sockets: Sockets, before: Counter[str], owed: dict[str, int], wait: float
-) -> tuple[Counter[str], float]:
-    """Frames per recipient since `before`, once every owed one is in or after `wait` s."""
+async def _delivered(sockets: Sockets, owed: dict[str, int], wait: float) -> tuple[dict, float]:
+    """What the sockets got since the run's reset, once every owed
+    notification is in or after `wait` seconds."""
     t0 = time.monotonic()
     while True:
-        now, closed = await sockets.counts()
-        got = now - before
-        if closed:
-            raise RuntimeError(f"the server closed {closed} sockets")
-        short = {u: n - got[u] for u, n in owed.items() if got[u] < n}
+        got = await sockets.counts()
+        if got["gone"]:
+            raise RuntimeError(
+                f"{got['gone']} sockets closed and could not resume: {got['errors']}"
+            )
+        short = {u: n - got["counts"][u] for u, n in owed.items() if got["counts"][u] < n}
         waited = time.monotonic() - t0
         if not short or waited >= wait:
             if short:
@@ -155,24 +154,28 @@ async def run_once(
     binary, lo, hi, script = bench
     table = f"{wsql.PLAIN}.notifications" if setup == "plain" else "pgbell.notifications"
     await asyncio.to_thread(wsql.clear, plan.url)
-    before, _ = await sockets.counts()
+    await sockets.counts(reset=True)
     m0, c0 = await _metrics(http, srv.base), cpu.sample(srv.proc.pid)
     figures = await pgbench(binary, plan, clients, lo, hi, script)
     c1 = cpu.sample(srv.proc.pid)
     owed = await asyncio.to_thread(wsql.committed, plan.url, table)
     # the plain rows are in tables pgbell does not read: nothing is owed for them
-    got, waited = await _delivered(sockets, before, {} if setup == "plain" else owed, plan.wait)
+    got, waited = await _delivered(sockets, {} if setup == "plain" else owed, plan.wait)
     c2, m1 = cpu.sample(srv.proc.pid), await _metrics(http, srv.base)
     rows = sum(owed.values())
-    delivered = sum(got.values())
-    lost = None if setup == "plain" else sum(max(n - got[u], 0) for u, n in owed.items())
+    counts = got["counts"]
+    delivered = sum(counts.values())
+    lost = None if setup == "plain" else sum(max(n - counts[u], 0) for u, n in owed.items())
     figures.update(
         setup=setup,
         clients=clients,
         rows_committed=rows,
         frames_delivered=delivered,
         frames_lost=lost,
-        frames_extra=sum(max(n - owed.get(u, 0), 0) for u, n in got.items()),
+        frames_extra=sum(max(n - owed.get(u, 0), 0) for u, n in counts.items()),
+        frames_duplicate=got["duplicates"],
+        # sockets the server closed (by close code), each resumed with ?since=
+        server_closes=got["closes"],
         delivery_wait_s=round(waited, 2),
         server_cpu_s_run=round(c1["server"] - c0["server"], 2),
         server_cpu_s=round(c2["server"] - c0["server"], 2),
@@ -183,7 +186,8 @@ async def run_once(
     print(
         f"  {setup:<13} {clients:>2} clients: {figures['commits_per_s']:>8.1f} commits/s,"
         f" rows {rows}, delivered {delivered}, lost {lost if lost is not None else '-'},"
-        f" server CPU {figures['server_cpu_s']} s, NOTIFYs {figures['server_notifies']}",
+        f" server CPU {figures['server_cpu_s']} s, NOTIFYs {figures['server_notifies']},"
+        f" sockets closed {sum(got['closes'].values())}",
         flush=True,
     )
     return figures
