@@ -21,7 +21,8 @@ its own (bench/writers_clients.py). After each run the harness waits,
 bounded, until the sockets have the frames of every notification row the
 run committed, and reports what never came. Last, the idle cost of an
 awake server: its CPU and its PostgreSQL sessions' for 10 s asleep, then
-for 10 s while a writer's transaction that wrote a notification stays open.
+for 10 s while a writer's transaction that wrote a notification stays open
+(bench/writers_idle.py).
 """
 
 from __future__ import annotations
@@ -51,17 +52,11 @@ from bench.options import ROOT, require_loopback  # noqa: E402
 from bench.procs import ServerProcess, free_port  # noqa: E402
 from bench.systems import PGBELL, fresh_pgbell_database, insert_pgbell_users, run_bounded  # noqa: E402
 from bench.writers_clients import Sockets  # noqa: E402
+from bench.writers_idle import idle_cost, listener_counters  # noqa: E402
 
 SETUPS = ("plain", "pgbell", "no wake-up", "always notify")
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/pgbell_bench_writers"
 PGBENCH = ("/usr/bin/pgbench", "/usr/lib/postgresql/15/bin/pgbench")
-# the open transaction of the idle measurement: one row for a user with no socket
-IDLE_NOTIFY = (
-    "SELECT pgbell.notify('deal_created', ARRAY['nobody'],"
-    """ data => '{"title": "x", "amount": 1, "deal_id": 0, "owner_id": 0}')"""
-)
-# asleep: at most one fetch (the safety poll) in a window this long
-ASLEEP_WINDOW_S, ASLEEP_WAIT_S = 2.0, 60.0
 
 
 @dataclass(frozen=True)
@@ -115,19 +110,6 @@ async def pgbench(binary: str, plan: Plan, clients: int, lo: int, hi: int, scrip
     }
 
 
-async def _metrics(http: aiohttp.ClientSession, base: str) -> dict[str, float]:
-    """The listener's counters: NOTIFYs received and fetches run."""
-    async with http.get(f"{base}/metrics") as r:
-        text = await r.text()
-    wanted = ("pgbell_listener_notifies_total", "pgbell_listener_wakeups_total")
-    out = {}
-    for line in text.splitlines():
-        name, _, value = line.partition(" ")
-        if name in wanted:
-            out[name.split("_")[2]] = float(value)
-    return out
-
-
 async def _delivered(sockets: Sockets, owed: dict[str, int], wait: float) -> tuple[dict, float]:
     """What the sockets got since the run's reset, once every owed
     notification is in or after `wait` seconds."""
@@ -155,13 +137,13 @@ async def run_once(
     table = f"{wsql.PLAIN}.notifications" if setup == "plain" else "pgbell.notifications"
     await asyncio.to_thread(wsql.clear, plan.url)
     await sockets.counts(reset=True)
-    m0, c0 = await _metrics(http, srv.base), cpu.sample(srv.proc.pid)
+    m0, c0 = await listener_counters(http, srv.base), cpu.sample(srv.proc.pid)
     figures = await pgbench(binary, plan, clients, lo, hi, script)
     c1 = cpu.sample(srv.proc.pid)
     owed = await asyncio.to_thread(wsql.committed, plan.url, table)
     # the plain rows are in tables pgbell does not read: nothing is owed for them
     got, waited = await _delivered(sockets, {} if setup == "plain" else owed, plan.wait)
-    c2, m1 = cpu.sample(srv.proc.pid), await _metrics(http, srv.base)
+    c2, m1 = cpu.sample(srv.proc.pid), await listener_counters(http, srv.base)
     rows = sum(owed.values())
     counts = got["counts"]
     delivered = sum(counts.values())
@@ -191,73 +173,6 @@ async def run_once(
         flush=True,
     )
     return figures
-
-
-def _proc_cpu(pids: list[int]) -> dict[int, float]:
-    out = {}
-    for pid in pids:
-        s = cpu._stat(pid)  # the harness's one reader of /proc/<pid>/stat
-        if s is not None:
-            out[pid] = s[2]
-    return out
-
-
-async def _asleep(http: aiohttp.ClientSession, base: str) -> float | None:
-    """Wait (bounded) until the server stops fetching; seconds waited, None if it never did."""
-    t0 = time.monotonic()
-    last = (await _metrics(http, base)).get("wakeups", 0)
-    while time.monotonic() - t0 < ASLEEP_WAIT_S:
-        await asyncio.sleep(ASLEEP_WINDOW_S)
-        now = (await _metrics(http, base)).get("wakeups", 0)
-        if now - last <= 1:
-            return round(time.monotonic() - t0, 1)
-        last = now
-    print(f"  idle: the server was still fetching after {ASLEEP_WAIT_S:.0f} s", flush=True)
-    return None
-
-
-async def idle_cost(plan: Plan, srv: Server, http: aiohttp.ClientSession) -> list[dict]:
-    """CPU per second of the server and of its PostgreSQL sessions, asleep,
-    then while a writer's transaction holding a notification row stays open."""
-    rows = []
-    went_to_sleep_after = await _asleep(http, srv.base)
-    watch = await psycopg.AsyncConnection.connect(plan.url, autocommit=True, connect_timeout=5)
-    writer = await psycopg.AsyncConnection.connect(plan.url, connect_timeout=5)
-    try:
-        for state in ("asleep, no transaction open", "a writer's transaction open"):
-            if state.startswith("a writer"):
-                await writer.execute(IDLE_NOTIFY)  # not committed: rolled back below
-            backends = await wsql.server_backends(watch)
-            m0 = await _metrics(http, srv.base)
-            b0, s0, t0 = _proc_cpu(backends), cpu.sample(srv.proc.pid), time.monotonic()
-            await asyncio.sleep(plan.idle_seconds)
-            b1, s1, t1 = _proc_cpu(backends), cpu.sample(srv.proc.pid), time.monotonic()
-            m1 = await _metrics(http, srv.base)
-            wall = t1 - t0
-            rows.append(
-                {
-                    "state": state,
-                    "seconds": round(wall, 1),
-                    "asleep_after_s": went_to_sleep_after,
-                    "fetches": int(m1.get("wakeups", 0) - m0.get("wakeups", 0)),
-                    "server_cpu_per_s": round((s1["server"] - s0["server"]) / wall, 4),
-                    "backends": len(b1),
-                    "backends_cpu_per_s": round(
-                        sum(b1[p] - b0[p] for p in b1 if p in b0) / wall, 4
-                    ),
-                }
-            )
-            print(
-                f"  idle, {state}: server {rows[-1]['server_cpu_per_s']} CPU s/s,"
-                f" {len(b1)} backends {rows[-1]['backends_cpu_per_s']} CPU s/s,"
-                f" {rows[-1]['fetches']} fetches",
-                flush=True,
-            )
-        await writer.rollback()
-    finally:
-        await writer.close()
-        await watch.close()
-    return rows
 
 
 async def start_server(plan: Plan, env: dict[str, str], setup: str, procs: list) -> Server:
@@ -321,7 +236,9 @@ async def measure(plan: Plan, procs: list | None = None) -> dict:
                     )
                     out["runs"].append(figures)
                 if setup == "pgbell" and plan.idle_seconds > 0:
-                    out["idle"] = await idle_cost(plan, srv, http)
+                    out["idle"] = await idle_cost(
+                        plan.url, srv.proc.pid, srv.base, plan.idle_seconds, http
+                    )
             finally:
                 # the database is left as pgbell expects it, even after Ctrl-C
                 if setup == "no wake-up":
