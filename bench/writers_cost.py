@@ -205,46 +205,58 @@ async def prepare(plan: Plan) -> tuple[dict[str, str], int, int]:
     return env, lo, hi
 
 
+@contextlib.asynccontextmanager
+async def _serving(plan: Plan, env: dict, setup: str, procs: list, users: list):
+    """A fresh server for `setup` and every recipient's socket on it; both
+    stopped, and the wake-up triggers enabled again, on the way out."""
+    srv = await start_server(plan, env, setup, procs)
+    sockets = Sockets(plan.logs / "writers-sockets.log")
+    try:
+        if users:
+            await sockets.open(f"ws{srv.base[4:]}/ws", [[str(u.id), u.token] for u in users])
+        if setup == "no wake-up":
+            await asyncio.to_thread(wsql.set_wake_triggers, plan.url, False)
+        yield srv, sockets
+    finally:
+        # the database is left as pgbell expects it, even after Ctrl-C
+        if setup == "no wake-up":
+            await asyncio.to_thread(wsql.set_wake_triggers, plan.url, True)
+        await sockets.close()
+        await srv.proc.stop()
+
+
 async def measure(plan: Plan, procs: list | None = None) -> dict:
-    """Every (set-up, clients) run and the idle cost; servers stopped after."""
+    """Every (clients, set-up) run, then the idle cost; servers stopped after.
+
+    The set-ups take turns at each client count, each with a server of its
+    own started afresh: on a machine shared with other work, set-ups run
+    minutes apart would be compared under different neighbours."""
     procs = [] if procs is None else procs
     binary = find_pgbench()
     env, lo, hi = await prepare(plan)
     scripts = await asyncio.to_thread(wsql.write_scripts, plan.logs.parent / "writers")
+    with psycopg.connect(plan.url, connect_timeout=5) as conn:
+        wake = wsql.wake_triggers(conn)
+    print(f"writers: the wake-up triggers on pgbell.notifications: {wake}", flush=True)
     out: dict = {"runs": [], "idle": [], "owners": plan.owners, "managers": plan.managers,
-                 "seconds": plan.seconds, "wake_triggers": []}  # fmt: skip
-    users: list = []
+                 "seconds": plan.seconds, "wake_triggers": wake}  # fmt: skip
+    names = [f"user{i}" for i in range(plan.owners + plan.managers)]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
-        for setup in plan.setups:
-            srv = await start_server(plan, env, setup, procs)
-            sockets = Sockets(plan.logs / "writers-sockets.log")
-            try:
-                if not users:  # tokens outlive the server that issued them
-                    names = [f"user{i}" for i in range(plan.owners + plan.managers)]
-                    users = list((await login_all(http, srv.base, names)).values())
-                await sockets.open(f"ws{srv.base[4:]}/ws", [[str(u.id), u.token] for u in users])
-                print(f"writers: {setup}: {len(users)} sockets open", flush=True)
-                if setup == "no wake-up":
-                    out["wake_triggers"] = await asyncio.to_thread(
-                        wsql.set_wake_triggers, plan.url, False
-                    )
-                    print(f"  disabled on pgbell.notifications: {out['wake_triggers']}")
-                script = scripts["plain" if setup == "plain" else "pgbell"]
-                for c in plan.clients:
+        # tokens outlive the server that issued them
+        async with _serving(plan, env, "pgbell", procs, []) as (srv, _):
+            users = list((await login_all(http, srv.base, names)).values())
+        for c in plan.clients:
+            for setup in plan.setups:
+                async with _serving(plan, env, setup, procs, users) as (srv, sockets):
+                    script = scripts["plain" if setup == "plain" else "pgbell"]
                     figures = await run_once(
                         setup, c, plan, srv, sockets, http, (binary, lo, hi, script)
                     )
                     out["runs"].append(figures)
-                if setup == "pgbell" and plan.idle_seconds > 0:
-                    out["idle"] = await idle_cost(
-                        plan.url, srv.proc.pid, srv.base, plan.idle_seconds, http
-                    )
-            finally:
-                # the database is left as pgbell expects it, even after Ctrl-C
-                if setup == "no wake-up":
-                    await asyncio.to_thread(wsql.set_wake_triggers, plan.url, True)
-                await sockets.close()
-                await srv.proc.stop()
+        if plan.idle_seconds > 0:
+            async with _serving(plan, env, "pgbell", procs, users) as (srv, _):
+                pid, seconds = srv.proc.pid, plan.idle_seconds
+                out["idle"] = await idle_cost(plan.url, pid, srv.base, seconds, http)
     return out
 
 
