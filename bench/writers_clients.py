@@ -32,6 +32,12 @@ NOTIFICATION_MARK = '"type":"notification"'
 ID = re.compile(r'"notification":\{"id":(\d+)')
 SNAPSHOT_MARK = '"type":"snapshot"'
 CONNECT_TIMEOUT = 30.0
+TRY_AGAIN_LATER = 1013  # the server's close for a socket whose send buffer overflowed
+MAX_TRIES = 20
+
+
+class TryAgain(Exception):
+    """The server closed the socket 1013 before its snapshot."""
 
 
 class Sockets:
@@ -114,17 +120,32 @@ class Recipient:
 
     async def _open(self, session: aiohttp.ClientSession, url: str):
         query = f"?token={self.token}" + ("" if self.since is None else f"&since={self.since}")
-        ws = await session.ws_connect(url + query, timeout=CONNECT_TIMEOUT, max_msg_size=0)
+        ws = await session.ws_connect(
+            url + query, timeout=aiohttp.ClientWSTimeout(ws_close=CONNECT_TIMEOUT), max_msg_size=0
+        )
         first = await asyncio.wait_for(ws.receive(), CONNECT_TIMEOUT)
+        if first.type == aiohttp.WSMsgType.CLOSE and ws.close_code == TRY_AGAIN_LATER:
+            raise TryAgain  # a burst outgrew its send buffer before the snapshot went
         if first.type != aiohttp.WSMsgType.TEXT or SNAPSHOT_MARK not in first.data:
             await ws.close()
             raise RuntimeError(f"first frame {first.type.name}")
         return ws, json.loads(first.data)
 
     async def hold(self, session: aiohttp.ClientSession, url: str, opened, errors) -> None:
+        tries = 0
         while True:
             try:
                 ws, snapshot = await self._open(session, url)
+            except TryAgain:
+                self.closes[f"{TRY_AGAIN_LATER} before the snapshot"] += 1
+                tries += 1
+                if tries < MAX_TRIES:
+                    await asyncio.sleep(0.5)  # as a client backs off
+                    continue
+                errors[f"{MAX_TRIES} times {TRY_AGAIN_LATER} before the snapshot"] += 1
+                if not opened.done():
+                    opened.set_result(False)
+                return
             except (aiohttp.ClientError, OSError, TimeoutError, RuntimeError) as e:
                 errors[str(e) if isinstance(e, RuntimeError) else type(e).__name__] += 1
                 if not opened.done():
@@ -149,6 +170,7 @@ class Recipient:
                 self.since = missed[-1]["id"]
                 await ws.close()
                 continue
+            tries = 0
             if not opened.done():
                 opened.set_result(True)
             async for msg in ws:
