@@ -12,7 +12,7 @@ CLIENT_STAMP := client/node_modules/.installed-stamp
 # the React example page, built into the folder pgbell serves at /static/
 REACT_PAGE   := client_demo/react/app.js
 
-.PHONY: run test lint format bench bench-fanout venv client clean
+.PHONY: run test lint format bench bench-fanout bench-writers venv client clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,11 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(ARGS)
+
+# what pgbell costs the writers' commits, server and sockets running (bench/writers_cost.py);
+# `make bench` runs it too
+bench-writers: $(STAMP)
+	$(BIN)/python bench/writers_cost.py $(ARGS)
 
 # N idle sockets and one broadcast: pgbell beside a bare aiohttp floor (bench/fanout.py)
 bench-fanout: $(STAMP)

@@ -18,7 +18,7 @@ DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/pgbell_bench"
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 SYSTEMS = ("baseline", "pgbell")
-SCENARIOS = ("http", "sql", "commit-rate")
+SCENARIOS = ("http", "sql", "writers")
 
 
 @dataclass(frozen=True)
@@ -125,10 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not delete the stored notifications before each step: unread backlogs"
         " then grow from step to step, and so does the cost of counting them",
     )
-    c = p.add_argument_group("commit rate (pgbench)")
+    c = p.add_argument_group("writers' cost (pgbench, bench/writers_cost.py)")
     c.add_argument("--pgbench-seconds", type=float, default=10.0, help="seconds per pgbench run")
     c.add_argument(
-        "--pgbench-clients", type=_clients, default="1,16", help="pgbench client counts to try"
+        "--pgbench-clients", type=_clients, default="1,16,64", help="pgbench client counts to try"
     )
     s = p.add_argument_group("selection and places")
     s.add_argument(
@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_choices(SCENARIOS),
         default=",".join(SCENARIOS),
         help="http: REST writer (both systems); sql: psycopg writer (pgbell);"
-        " commit-rate: pgbench with and without the triggers (pgbell)",
+        " writers: pgbench commits/s with pgbell serve running, plain and pgbell set-ups",
     )
     s.add_argument(
         "--pgbell-url",

@@ -116,16 +116,85 @@ LATENCY_HEADER = [
 ]  # fmt: skip
 
 
-def commit_rows(commit: list[dict]) -> tuple[list[str], list[list[str]]]:
-    variants = ["triggers on", "no wake-up", "triggers off"]
-    header = ["clients", *(f"{v} (commits/s)" for v in variants), "on / off"]
-    by = {(r["variant"], r["clients"]): r["commits_per_s"] for r in commit}
+WRITERS_HEADER = [
+    "clients", "set-up", "commits/s", "x plain", "rows committed", "delivered", "lost",
+    "resumed", "server CPU s", "NOTIFYs", "fetches",
+]  # fmt: skip
+
+
+def writers_rows(runs: list[dict]) -> list[list[str]]:
+    plain = {r["clients"]: r["commits_per_s"] for r in runs if r["setup"] == "plain"}
     rows = []
-    for c in sorted({r["clients"] for r in commit}):
-        vals = [by.get((v, c)) for v in variants]
-        ratio = f"{vals[0] / vals[2]:.2f}" if vals[0] and vals[2] else "-"
-        rows.append([str(c), *("-" if v is None else f"{v:.0f}" for v in vals), ratio])
-    return header, rows
+    for r in sorted(runs, key=lambda r: r["clients"]):  # stable: set-ups stay in run order
+        base = plain.get(r["clients"])
+        lost = r["frames_lost"]
+        rows.append(
+            [
+                str(r["clients"]),
+                r["setup"],
+                f"{r['commits_per_s']:.0f}",
+                f"{r['commits_per_s'] / base:.2f}" if base else "-",
+                str(r["rows_committed"]),
+                "-" if lost is None else str(r["frames_delivered"]),
+                "-" if lost is None else str(lost),
+                str(sum(r["server_closes"].values())),
+                f"{r['server_cpu_s']:.2f}",
+                str(r["server_notifies"]),
+                str(r["server_fetches"]),
+            ]
+        )
+    return rows
+
+
+def wake_up_cost(runs: list[dict]) -> str:
+    """1 - pgbell / no wake-up at each client count: what the wake-up costs."""
+    by = {(r["setup"], r["clients"]): r["commits_per_s"] for r in runs}
+    parts = [
+        f"{c} client{'s' if c > 1 else ''} {1 - by['pgbell', c] / by['no wake-up', c]:.0%}"
+        for c in sorted({r["clients"] for r in runs})
+        if by.get(("pgbell", c)) and by.get(("no wake-up", c))
+    ]
+    return "wake-up cost (1 - pgbell / no wake-up): " + (", ".join(parts) or "-")
+
+
+def render_writers(w: dict, nproc: str) -> str:
+    """The writers' cost table (bench/writers_cost.py), and the idle cost."""
+    parts = [
+        f"Writers' cost, all-in: pgbench {w['seconds']:g} s a run, one deal per transaction,"
+        f" {1 + w['managers']} notification rows each ({w['owners']} owners and"
+        f" {w['managers']} managers, one socket each); {nproc} cores",
+        format_table(WRITERS_HEADER, writers_rows(w["runs"])),
+        wake_up_cost(w["runs"]),
+        "server CPU s: pgbell serve, from pgbench's start to the run's last frame;"
+        " NOTIFYs and fetches: its listener's; resumed: sockets the server closed"
+        " that came back with ?since= (their missed rows count as delivered)",
+    ]
+    for r in w["runs"]:
+        tag = f"{r['setup']} at {r['clients']} clients"
+        if r["failed"]:
+            parts.append(f"- {tag}: {r['failed']} pgbench transactions failed")
+        if r["frames_extra"] or r["frames_duplicate"]:
+            parts.append(
+                f"- {tag}: {r['frames_extra']} notifications beyond the rows committed,"
+                f" {r['frames_duplicate']} received twice"
+            )
+        if r["server_closes"]:
+            parts.append(f"- {tag}: sockets closed by the server (close code: times),"
+                         f" each resumed with ?since=: {r['server_closes']}")  # fmt: skip
+        if r["frames_lost"]:
+            parts.append(f"- {tag}: {r['frames_lost']} frames had not arrived after the wait")
+    if w.get("idle"):
+        header = ["state", "seconds", "fetches", "server CPU s/s", "its PostgreSQL sessions",
+                  "their CPU s/s"]  # fmt: skip
+        rows = [
+            [i["state"], f"{i['seconds']:g}", str(i["fetches"]), f"{i['server_cpu_per_s']:.4f}",
+             str(i["backends"]), f"{i['backends_cpu_per_s']:.4f}"]
+            for i in w["idle"]
+        ]  # fmt: skip
+        parts += ["", "Idle cost of the server (nothing else written)", format_table(header, rows)]
+        if w["idle"][0].get("asleep_after_s") is None:
+            parts.append("- the server never stopped fetching (60 s): it may not have been asleep")
+    return "\n".join(parts)
 
 
 def cpu_rows(steps: list[dict]) -> tuple[list[str], list[list[str]]]:
@@ -176,22 +245,23 @@ def notes(steps: list[dict]) -> list[str]:
 
 
 def render(result: dict) -> str:
-    parts = [
-        "",
-        "End-to-end: deal written -> notification frame (latency in ms; ack = the writer's"
-        " own wait for 201 or COMMIT)",
-    ]
+    parts = []
     rows = latency_rows(result["steps"], result["baseline_sql_na"])
-    parts.append(format_table(LATENCY_HEADER, rows))
+    if rows:
+        parts += [
+            "",
+            "End-to-end: deal written -> notification frame (latency in ms; ack = the writer's"
+            " own wait for 201 or COMMIT)",
+            format_table(LATENCY_HEADER, rows),
+        ]
     header, rows = cpu_rows(result["steps"])
     if rows:
         nproc = result.get("machine", {}).get("nproc", "?")
         parts += ["", f"CPU while writing (cores kept busy on average, of {nproc})"]
         parts.append(format_table(header, rows))
-    if result.get("commit_rate"):
-        header, rows = commit_rows(result["commit_rate"])
-        parts += ["", "Writer commit rate, pgbench, one deal per transaction (pgbell database)"]
-        parts.append(format_table(header, rows))
+    if result.get("writers"):
+        nproc = result.get("machine", {}).get("nproc", "?")
+        parts += ["", render_writers(result["writers"], nproc)]
         parts.append("baseline: n/a (its notifications are not written by the database)")
     extra = notes(result["steps"]) + result.get("problems", [])
     if extra:

@@ -1,7 +1,8 @@
 """pgbell load benchmark: `make bench` or `.venv/bin/python bench/run.py --help`.
 
 Runs pgbell and the Django Channels + Redis baseline, one after the other,
-under the same workload; prints the comparison, writes the raw figures to
+under the same workload, then what pgbell costs the writers
+(bench/writers_cost.py); prints the comparison, writes the raw figures to
 bench/results/ and the latency picture to docs/bench-latency.png.
 """
 
@@ -20,8 +21,8 @@ if __package__ in (None, ""):
     # run as a script (`python bench/run.py`): make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import commit_rate, options, plot, report  # noqa: E402
-from bench.driver import run_system  # noqa: E402
+from bench import options, plot, report, writers_cost  # noqa: E402
+from bench.driver import run_system, scenarios_for  # noqa: E402
 from bench.procs import ServerProcess  # noqa: E402
 from bench.systems import BASELINE_DB_URL  # noqa: E402
 
@@ -49,12 +50,14 @@ async def main_async(opts: options.Options, procs: list[ServerProcess]) -> int:
             "sql_conns": opts.sql_conns,
         },
         "steps": [],
-        "commit_rate": [],
+        "writers": {},
         "problems": [],
         "baseline_sql_na": "baseline" in opts.systems and "sql" in opts.scenarios,
     }
     pgbell_ready = False
     for name in opts.systems:
+        if not scenarios_for(opts, name):
+            continue  # a server left idle would only take cores from the writers' part
         try:
             steps, _ = await run_system(opts, name, logs, procs)
             result["steps"] += steps
@@ -64,17 +67,20 @@ async def main_async(opts: options.Options, procs: list[ServerProcess]) -> int:
             msg = f"{name}: {type(e).__name__}: {e}"
             print(f"bench: {msg}", file=sys.stderr, flush=True)
             result["problems"].append(msg.splitlines()[0])
-    if "commit-rate" in opts.scenarios:
-        if pgbell_ready:
-            print("commit rate: pgbench on the pgbell database", flush=True)
-            try:
-                result["commit_rate"] = await commit_rate.measure(
-                    opts.pgbell_url, opts.pgbench_clients, opts.pgbench_seconds, opts.results_dir
-                )
-            except (RuntimeError, OSError, psycopg.Error) as e:
-                result["problems"].append(f"commit rate: {e}".splitlines()[0])
-        else:
-            result["problems"].append("commit rate: skipped, pgbell did not run")
+    if "writers" in opts.scenarios:
+        # its own fresh database (pgbell_url again) and servers, the systems above stopped
+        print("writers' cost: pgbench with pgbell serve and every recipient's socket", flush=True)
+        plan = writers_cost.Plan(
+            url=opts.pgbell_url,
+            clients=opts.pgbench_clients,
+            seconds=opts.pgbench_seconds,
+            logs=logs,
+        )
+        try:
+            result["writers"] = await writers_cost.measure(plan, procs)
+            pgbell_ready = True
+        except SYSTEM_FAILURES as e:
+            result["problems"].append(f"writers' cost: {e}".splitlines()[0])
     result["machine"] = await asyncio.to_thread(
         report.machine, opts.pgbell_url if pgbell_ready else BASELINE_DB_URL, BASELINE_PYTHON
     )
