@@ -110,13 +110,18 @@ SELECT id, user_id, kind, title, body, priority::text, action_url, data, created
 -- Everything above `since`, plus rows with a lower id that committed after
 -- `since` was written (their xid is at least the horizon stored with it).
 -- `since` itself is the client's own and is left out: its xid is always at
--- least its horizon.
+-- least its horizon. So are the lower rows of the transaction that wrote
+-- `since`: they reached the client before it, live (one look, in id order)
+-- or in an earlier `missed` (id order), and sending them again would keep a
+-- client that resumes from the last row of a cut `missed` in one place.
 SELECT id, user_id, kind, title, body, priority::text, action_url, data, created_at, read_at
   FROM pgbell.notifications n
  WHERE n.user_id = $1
    AND (n.id > $2
         OR (n.id < $2
             AND n.xid >= (SELECT s.horizon FROM pgbell.notifications s
+                           WHERE s.id = $2 AND s.user_id = $1)
+            AND n.xid <> (SELECT s.xid FROM pgbell.notifications s
                            WHERE s.id = $2 AND s.user_id = $1)))
  ORDER BY n.id
  LIMIT $3;
@@ -345,6 +350,8 @@ SELECT s.ord, 'm', n.*
             AND (n.id > s.since
                  OR (n.id < s.since
                      AND n.xid >= (SELECT h.horizon FROM pgbell.notifications h
+                                    WHERE h.id = s.since AND h.user_id = s.user_id)
+                     AND n.xid <> (SELECT h.xid FROM pgbell.notifications h
                                     WHERE h.id = s.since AND h.user_id = s.user_id)))
           ORDER BY n.id
           LIMIT $4) n

@@ -77,6 +77,32 @@ async def test_resume_since_0_is_bounded_in_bytes_and_says_truncated(
     await ws.close()
 
 
+async def test_resuming_from_the_last_received_gets_through_one_large_transaction(
+    start_server, http, database_url
+):
+    """A cut resume says "resume again from the last one received": rows of
+    the transaction that wrote `since`, below it, are not sent again, so
+    each resume moves on however many rows that transaction wrote."""
+    server = await start_server(PGBELL_RESUME_MAX_BYTES="16384")
+    uid = add_user(database_url, "ann")
+    ids = await _notify(database_url, uid, 300, body="b" * 200)  # one transaction
+    token = await login(http, server.base, "ann")
+    received: list[int] = []
+    since = 0
+    for resume in range(len(ids)):
+        ws = await open_socket(server.ws_base, token, since=since, max_size=None)
+        snap = await snapshot(ws, f"on resume {resume} from {since}")
+        await ws.close()
+        got = [n["id"] for n in snap["missed"]]
+        assert got and got[0] > since, f"resume {resume} from {since} sent {got[:3]}... again"
+        received += got
+        since = got[-1]
+        if not snap.get("missed_truncated"):
+            break
+    assert received == ids, "every row once, in order, across the resumes"
+    assert resume > 1, "the bound must cut this resume several times"
+
+
 async def test_resume_always_carries_at_least_one_notification(start_server, http, database_url):
     """One notification larger than the bound still goes, alone: a client
     resuming from just before it would otherwise never get past it."""
