@@ -41,6 +41,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from bench.options import require_loopback
 from bench.systems import _admin_url, fresh_pgbell_database
+from bench.writers_sql import set_wake_triggers
 from pgbell.ops import migrate
 
 OWNERS = 10
@@ -111,23 +112,14 @@ def _prepare(url: str, version: str) -> dict:
             (MANAGERS, MANAGERS + OWNERS),
         )
         conn.execute(LOOK_ALIKES)
-        notifying = conn.execute(
-            "SELECT t.tgname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid"
-            " WHERE t.tgrelid = 'pgbell.notifications'::regclass AND NOT t.tgisinternal"
-            "   AND p.prosrc ~ 'pg_notify'"
-        ).fetchall()
-        for (name,) in notifying:
-            conn.execute(
-                sql.SQL("ALTER TABLE pgbell.notifications DISABLE TRIGGER {}").format(
-                    sql.Identifier(name)
-                )
-            )
         users = conn.execute(
             "SELECT array_agg(id ORDER BY id) FILTER (WHERE roles = '{}'),"
             "       array_agg(id::text ORDER BY id) FILTER (WHERE roles <> '{}')"
             "  FROM pgbell.users"
         ).fetchone()
         revisions = migrate.current_revisions(url)
+    # NOTIFY out of the way: the triggers that call pg_notify, directly or not
+    set_wake_triggers(url, False)
     return {"owners": users[0], "managers": users[1], "revisions": sorted(revisions or [])}
 
 

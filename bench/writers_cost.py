@@ -11,9 +11,13 @@ notification rows. Four set-ups, each at 1, 16 and 64 pgbench clients:
 - pgbell: the installed triggers, as any writer gets them, wake-up included;
 - no wake-up: pgbell with every trigger on pgbell.notifications that calls
   pg_notify disabled, so that "pgbell against no wake-up" is the wake-up's
-  cost (the server then finds the rows by its safety poll);
-- always notify: pgbell with a server started with PGBELL_WAKE_IDLE=0,
-  which never stays awake, so that every writer's transaction notifies.
+  cost; the server then finds the rows by polling, every 2 ms while rows
+  keep coming and every 50 ms otherwise (PGBELL_POLL_INTERVAL=0.05), so
+  that in both set-ups it delivers while the writers write;
+- always notify: pgbell with its wake-up triggers replaced by one that
+  calls pg_notify in every notifying transaction, as writers did before
+  the adaptive wake-up (a server cannot make them: under load some writer
+  always holds the window that keeps it awake).
 
 All in: in every set-up `pgbell serve` runs (one process, started afresh
 for each set-up) and every recipient holds a WebSocket, in a process of
@@ -177,7 +181,9 @@ async def run_once(
 
 async def start_server(plan: Plan, env: dict[str, str], setup: str, procs: list) -> Server:
     port = free_port()
-    extra = {"PGBELL_WAKE_IDLE": "0"} if setup == "always notify" else {}
+    # with no wake-up at all a server finds rows only by polling: let it poll
+    # as often as it may, so that it delivers while the writers write
+    extra = {"PGBELL_POLL_INTERVAL": "0.05"} if setup == "no wake-up" else {}
     argv = [str(PGBELL), "serve", "--workers", "1", "--host", "127.0.0.1", "--port", str(port)]
     log = plan.logs / f"writers-{setup.replace(' ', '-')}.log"
     proc = ServerProcess("pgbell", argv, dict(env, **extra), ROOT, log)
@@ -216,11 +222,15 @@ async def _serving(plan: Plan, env: dict, setup: str, procs: list, users: list):
             await sockets.open(f"ws{srv.base[4:]}/ws", [[str(u.id), u.token] for u in users])
         if setup == "no wake-up":
             await asyncio.to_thread(wsql.set_wake_triggers, plan.url, False)
+        elif setup == "always notify":
+            await asyncio.to_thread(wsql.set_always_notify, plan.url, True)
         yield srv, sockets
     finally:
         # the database is left as pgbell expects it, even after Ctrl-C
         if setup == "no wake-up":
             await asyncio.to_thread(wsql.set_wake_triggers, plan.url, True)
+        elif setup == "always notify":
+            await asyncio.to_thread(wsql.set_always_notify, plan.url, False)
         await sockets.close()
         await srv.proc.stop()
 

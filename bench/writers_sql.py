@@ -138,6 +138,30 @@ def set_wake_triggers(dsn: str, enabled: bool) -> list[str]:
     return names
 
 
+def set_always_notify(dsn: str, enabled: bool) -> None:
+    """Make every notifying statement send pg_notify, as servers that
+    never stay awake would have writers do: pgbell's wake-up triggers off,
+    and one of the benchmark's own that always notifies (or the reverse)."""
+    set_wake_triggers(dsn, not enabled)
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        if enabled:
+            conn.execute(
+                f"""
+                CREATE FUNCTION {PLAIN}.always_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN PERFORM pg_notify('pgbell_v1', ''); RETURN NULL; END $$;
+                CREATE TRIGGER bench_always_notify AFTER INSERT ON pgbell.notifications
+                    FOR EACH STATEMENT EXECUTE FUNCTION {PLAIN}.always_notify();
+                """
+            )
+        else:
+            conn.execute(
+                f"""
+                DROP TRIGGER IF EXISTS bench_always_notify ON pgbell.notifications;
+                DROP FUNCTION IF EXISTS {PLAIN}.always_notify();
+                """
+            )
+
+
 def clear(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
         conn.execute(CLEAR)

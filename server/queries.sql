@@ -12,22 +12,29 @@ SELECT pg_snapshot_xmax(s)::text AS xmax,
 -- The feed's look, in one statement (one snapshot, one round trip): every
 -- notification and state change committed since the previous snapshot
 -- ($1 xmax, $2 xip) for the users it already looked for ($3), and since the
--- snapshot before that ($4, $5) for users new to it ($6, see feed.py); the
--- unread counts of the users they concern; the token version still valid for
--- a user whose tokens were revoked (NULL: the user is gone); and the new
--- snapshot ('s'), which pg_current_snapshot() gives as the statement's own.
--- Rows by part, then id. Run on the listener's connection, which plans with
--- the values (plan_cache_mode = force_custom_plan): a generic plan cannot know
--- how narrow `xid >= $1` is.
-WITH notes AS (
+-- snapshot before that ($4, $5, which the feed makes $1, $2 when there is
+-- none) for users new to it ($6, see feed.py); the unread counts of the
+-- users it asks for ($7) and of those whose read state changed (the feed
+-- keeps the others' counts itself: counting a user's unread rows costs as
+-- many rows as they have); the token version still valid for a user whose
+-- tokens were revoked (NULL: the user is gone); and the new snapshot ('s'),
+-- which pg_current_snapshot() gives as the statement's own. Rows by part,
+-- then id. The new rows are found by their transaction first (`fresh`, on
+-- the xid index), whatever the planner thinks of the users' index. Run on
+-- the listener's connection, which plans with the values (plan_cache_mode =
+-- force_custom_plan): a generic plan cannot know how narrow `xid >= $1` is.
+WITH fresh AS MATERIALIZED (
     SELECT id, user_id, kind, title, body, priority::text AS priority, action_url, data,
-           created_at, read_at
+           created_at, read_at, archived_at, xid
       FROM pgbell.notifications
+     WHERE xid >= $4::text::xid8 OR xid = ANY ($5::text[]::xid8[])
+        OR xid >= $1::text::xid8 OR xid = ANY ($2::text[]::xid8[])
+), notes AS (
+    SELECT * FROM fresh
      WHERE (xid >= $1::text::xid8 OR xid = ANY ($2::text[]::xid8[]))
        AND user_id = ANY ($3::text[])
     UNION ALL
-    SELECT id, user_id, kind, title, body, priority::text, action_url, data, created_at, read_at
-      FROM pgbell.notifications
+    SELECT * FROM fresh
      WHERE (xid >= $4::text::xid8 OR xid = ANY ($5::text[]::xid8[]))
        AND user_id = ANY ($6::text[])
 ), changes AS (
@@ -44,25 +51,25 @@ WITH notes AS (
 ), counts AS (
     SELECT n.user_id, count(*) AS n
       FROM pgbell.notifications n
-     WHERE n.user_id IN (SELECT user_id FROM notes
+     WHERE n.user_id IN (SELECT unnest($7::text[])
                          UNION SELECT user_id FROM changes WHERE change <> 'revoked')
        AND n.read_at IS NULL AND n.archived_at IS NULL
      GROUP BY n.user_id
 )
 SELECT 'n' AS part, id, user_id, kind, title, body, priority, action_url, data, created_at,
-       read_at, NULL::text AS change, NULL::bigint[] AS ids, NULL::bigint AS n,
+       read_at, archived_at, NULL::text AS change, NULL::bigint[] AS ids, NULL::bigint AS n,
        NULL::text AS xmax, NULL::text[] AS xip
   FROM notes
 UNION ALL
-SELECT 'c', id, user_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, change, ids,
+SELECT 'c', id, user_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, change, ids,
        token_version, NULL, NULL
   FROM changes
 UNION ALL
-SELECT 'u', NULL, user_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, n,
+SELECT 'u', NULL, user_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, n,
        NULL, NULL
   FROM counts
 UNION ALL
-SELECT 's', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+SELECT 's', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        pg_snapshot_xmax(s)::text, array(SELECT x::text FROM pg_snapshot_xip(s) AS x)
   FROM pg_current_snapshot() AS s
  ORDER BY part, id;
@@ -94,6 +101,12 @@ SELECT pg_try_advisory_lock_shared(1885823596, 2) AS asleep,
 -- name: wake_up
 -- Awake again: writers stop sending NOTIFYs once no server holds this.
 SELECT pg_advisory_unlock_shared(1885823596, 2);
+
+-- name: unread_counts
+SELECT user_id, count(*) AS n
+  FROM pgbell.notifications
+ WHERE user_id = ANY ($1::text[]) AND read_at IS NULL AND archived_at IS NULL
+ GROUP BY user_id;
 
 -- name: unread_count
 SELECT count(*) FROM pgbell.notifications

@@ -12,7 +12,8 @@ returns frames per user for the hub to route.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+import time
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -56,6 +57,14 @@ class FeedStats:
     last_batch: int = 0
 
 
+# A user's unread count, kept by the feed, is counted again this long after
+# it was last counted: the feed sees every new row and every change of read
+# state, but not a row deleted (retention with unread rows, a DBA).
+COUNT_REFRESH_SECONDS = 60.0
+# at most this many such recounts ride along with one look
+RECOUNTS_PER_LOOK = 200
+
+
 class Feed:
     def __init__(self, pool: asyncpg.Pool, connected_users: Callable[[], list[str]]) -> None:
         self._pool = pool
@@ -66,6 +75,9 @@ class Feed:
         self._users: set[str] = set()
         self._users_list: list[str] | None = None
         self._quiet = False  # the last look found nothing
+        # user -> (unread count at _cursor, monotonic time it was counted),
+        # oldest count first, for every user in _users
+        self._counts: OrderedDict[str, tuple[int, float]] = OrderedDict()
         self.stats = FeedStats()
 
     async def start(self) -> None:
@@ -105,10 +117,14 @@ class Feed:
         else:
             known = [u for u in users if u in self._users]
             new = [u for u in users if u not in self._users]
+        if not new:
+            older = prev  # no user needs the older window
+        now = time.monotonic()
+        recount = new + self._stale(now)
         rows = await conn.fetch(
-            Q.poll, prev.xmax, list(prev.xip), known, older.xmax, list(older.xip), new
+            Q.poll, prev.xmax, list(prev.xip), known, older.xmax, list(older.xip), new, recount
         )
-        notes, changes, counts, revoked = [], [], {}, {}
+        notes, changes, counted, revoked = [], [], {}, {}
         cursor = prev
         for row in rows:
             part = row["part"]
@@ -120,18 +136,65 @@ class Feed:
                 else:
                     changes.append(row)
             elif part == "u":
-                counts[row["user_id"]] = row["n"]
+                counted[row["user_id"]] = row["n"]
             else:
                 cursor = Cursor(row["xmax"], tuple(row["xip"]))
-        self._older, self._cursor = prev, cursor
         if users is not self._users_list:
             self._users, self._users_list = set(users), users
+            for gone in [u for u in self._counts if u not in self._users]:
+                del self._counts[gone]
+        counts = self._count(notes, changes, recount, counted, now)
+        missing = {r["user_id"] for r in notes} - counts.keys()
+        if missing:
+            # every user the feed looks for has a kept count since the look
+            # that found them new; should one lack it, count it now, just
+            # after this look's snapshot, rather than send a wrong count
+            log.warning("unread counts missing for %d users; counting them", len(missing))
+            for r in await conn.fetch(Q.unread_counts, list(missing)):
+                counts[r["user_id"]] = r["n"]
+            for user in missing:
+                counts.setdefault(user, 0)
+                self._counts[user] = (counts[user], now)
         self._quiet = not rows or len(rows) == 1  # only the snapshot row
+        self._older, self._cursor = prev, cursor
         self.stats.polls += 1
         self.stats.notifications_fetched += len(notes)
         self.stats.state_changes_fetched += len(changes)
         self.stats.last_batch = len(notes) + len(changes)
         return Batch(_frames(notes, changes, counts), revoked)
+
+    def _stale(self, now: float) -> list[str]:
+        """Users whose count was taken too long ago, oldest first, a few."""
+        stale = []
+        for user, (_, at) in self._counts.items():
+            if now - at < COUNT_REFRESH_SECONDS or len(stale) == RECOUNTS_PER_LOOK:
+                break
+            stale.append(user)
+        return stale
+
+    def _count(self, notes, changes, recount, counted, now: float) -> dict[str, int]:
+        """Every user's unread count at the new snapshot: counted by the
+        statement for the users asked for and those whose read state changed
+        (absent: none), else the kept count plus their new unread rows."""
+        exact = set(recount) | {r["user_id"] for r in changes}
+        fresh_unread: dict[str, int] = defaultdict(int)
+        for row in notes:
+            if row["read_at"] is None and row["archived_at"] is None:
+                fresh_unread[row["user_id"]] += 1
+        counts: dict[str, int] = {}
+        for user in exact:
+            if user in self._users:
+                counts[user] = counted.get(user, 0)
+        for user, n in fresh_unread.items():
+            if user not in counts and user in self._counts:
+                counts[user] = self._counts[user][0] + n
+        for user, n in counts.items():
+            if user in exact:
+                self._counts[user] = (n, now)
+                self._counts.move_to_end(user)
+            else:
+                self._counts[user] = (n, self._counts[user][1])
+        return counts
 
 
 def _frames(notes, changes, counts: dict[str, int]) -> list[Frame]:
