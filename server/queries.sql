@@ -21,8 +21,10 @@ SELECT pg_snapshot_xmax(s)::text AS xmax,
 -- which pg_current_snapshot() gives as the statement's own. Rows by part,
 -- then id. The new rows are found by their transaction first (`fresh`, on
 -- the xid index), whatever the planner thinks of the users' index. Run on
--- the listener's connection, which plans with the values (plan_cache_mode =
--- force_custom_plan): a generic plan cannot know how narrow `xid >= $1` is.
+-- the listener's connection, whose settings (pgbell.bus.listener) keep one
+-- generic plan, forbid sequential scans (the planner cannot know how narrow
+-- `xid >= $1` is, guesses a third of the table, and would read all of it)
+-- and parallel workers.
 WITH fresh AS MATERIALIZED (
     SELECT id, user_id, kind, title, body, priority::text AS priority, action_url, data,
            created_at, read_at, archived_at, xid

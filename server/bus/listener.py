@@ -97,8 +97,15 @@ class Listener:
                     timeout=10,
                     server_settings={
                         "application_name": APPLICATION_NAME,
-                        # the feed's statement is planned with its values
-                        "plan_cache_mode": "force_custom_plan",
+                        # The feed's statement runs hundreds of times a
+                        # second: planned once (planning it took longer than
+                        # running it), never as a scan of the whole table
+                        # (the planner cannot tell how few rows `xid >= $1`
+                        # matches and guesses a third), and without parallel
+                        # workers (starting them took ten times the look).
+                        "plan_cache_mode": "force_generic_plan",
+                        "enable_seqscan": "off",
+                        "max_parallel_workers_per_gather": "0",
                     },
                 )
                 await conn.add_listener(CHANNEL, self._on_notify)
