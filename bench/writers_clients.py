@@ -29,7 +29,7 @@ from pathlib import Path
 import aiohttp
 
 NOTIFICATION_MARK = '"type":"notification"'
-ID = re.compile(r'"notification":\{"id":(\d+)')
+ID = re.compile(r'"notification":\{"id"\s*:\s*(\d+)')
 SNAPSHOT_MARK = '"type":"snapshot"'
 CONNECT_TIMEOUT = 30.0
 TRY_AGAIN_LATER = 1013  # the server's close for a socket whose send buffer overflowed

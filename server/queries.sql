@@ -58,20 +58,22 @@ WITH fresh AS MATERIALIZED (
        AND n.read_at IS NULL AND n.archived_at IS NULL
      GROUP BY n.user_id
 )
-SELECT 'n' AS part, id, user_id, kind, title, body, priority, action_url, data, created_at,
-       read_at, archived_at, NULL::text AS change, NULL::bigint[] AS ids, NULL::bigint AS n,
+SELECT 'n' AS part, id, user_id, created_at, read_at, archived_at,
+       -- the notification object of PROTOCOL.md, made here, where it is cheap
+       json_build_object('id', id, 'kind', kind, 'title', title, 'body', body,
+                         'priority', priority, 'action_url', action_url, 'data', data,
+                         'created_at', created_at, 'read_at', read_at)::text AS doc,
+       NULL::text AS change, NULL::bigint[] AS ids, NULL::bigint AS n,
        NULL::text AS xmax, NULL::text[] AS xip
   FROM notes
 UNION ALL
-SELECT 'c', id, user_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, change, ids,
-       token_version, NULL, NULL
+SELECT 'c', id, user_id, NULL, NULL, NULL, NULL, change, ids, token_version, NULL, NULL
   FROM changes
 UNION ALL
-SELECT 'u', NULL, user_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, n,
-       NULL, NULL
+SELECT 'u', NULL, user_id, NULL, NULL, NULL, NULL, NULL, NULL, n, NULL, NULL
   FROM counts
 UNION ALL
-SELECT 's', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+SELECT 's', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        pg_snapshot_xmax(s)::text, array(SELECT x::text FROM pg_snapshot_xip(s) AS x)
   FROM pg_current_snapshot() AS s
  ORDER BY part, id;

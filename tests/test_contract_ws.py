@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 import random
+from datetime import datetime
 
 import psycopg
 import pytest
@@ -164,6 +165,21 @@ async def test_committed_notification_arrives_live_with_the_unread_count(
     assert note["title"] == "New deal: Acme" and note["read_at"] is None
     assert note["id"] == (await _ids(database_url, uid))[-1]
     await ws.close()
+    # the live object is the one a snapshot and REST give for the same row
+    ws = await open_socket(server.ws_base, await login(http, server.base, "ann"))
+    snap = await snapshot(ws, "after the live frame")
+    await ws.close()
+    same = next(n for n in snap["notifications"] if n["id"] == note["id"])
+    assert set(note) == set(same)
+    for key in ("created_at", "read_at"):
+        assert _instant(note[key]) == _instant(same[key]), key
+    assert {k: v for k, v in note.items() if not k.endswith("_at")} == {
+        k: v for k, v in same.items() if not k.endswith("_at")
+    }
+
+
+def _instant(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
 
 
 async def test_unread_count_is_as_of_each_notification_in_one_transaction(

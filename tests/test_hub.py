@@ -172,6 +172,7 @@ class FakeDirect:
 
     def __init__(self) -> None:
         self.written: list[str] = []
+        self.writes = 0
         self.encoded = 0
         self.full = False
         self.held = 0
@@ -183,11 +184,13 @@ class FakeDirect:
     def buffered(self) -> int:
         return self.held
 
-    def write(self, frame: Outgoing) -> None:
-        if frame.wire is None:
-            self.encoded += 1
-            frame.wire = frame.text.encode()
-        self.written.append(frame.wire.decode())
+    def write(self, frames: list[Outgoing]) -> None:
+        self.writes += 1
+        for frame in frames:
+            if frame.wire is None:
+                self.encoded += 1
+                frame.wire = frame.text.encode()
+            self.written.append(frame.wire.decode())
 
     async def drained(self) -> None:
         while self.full:
@@ -220,6 +223,8 @@ async def test_a_frame_is_prepared_once_and_written_to_every_socket_in_order():
         assert not sub._task, "no task for a socket that keeps up"
     # the first socket framed each one; the others reused its bytes
     assert sum(d.encoded for _, _, d in subs) == 5
+    # published in one turn of the loop: one write per socket, not per frame
+    assert [d.writes for _, _, d in subs] == [1, 1, 1]
     assert hub.stats.frames_sent == 15 and hub.stats.notifications_delivered == 15
     assert hub.stats.latency.count == 15
 
@@ -259,7 +264,7 @@ async def test_the_transport_buffer_counts_toward_the_byte_bound():
 
 
 class BrokenDirect(FakeDirect):
-    def write(self, frame: Outgoing) -> None:
+    def write(self, frames: list[Outgoing]) -> None:
         raise ValueError("a bug")
 
 

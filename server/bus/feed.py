@@ -209,12 +209,9 @@ def _frames(notes, changes, counts: dict[str, int]) -> list[Frame]:
         if row["read_at"] is None:
             still_unread_after[uid] += 1
     for row, count in reversed(per_note):
-        text = wire.dumps(
-            {
-                "type": "notification",
-                "notification": wire.notification(row),
-                "unread_count": max(count, 0),
-            }
+        # the notification object comes as JSON text from the statement
+        text = (
+            f'{{"type":"notification","notification":{row["doc"]},"unread_count":{max(count, 0)}}}'
         )
         frames.append(
             Frame(row["user_id"], text, frozenset((row["id"],)), row["created_at"].timestamp())

@@ -81,7 +81,8 @@ class Direct(Protocol):
     def buffered(self) -> int:
         """Bytes the transport holds, not yet taken by the client."""
 
-    def write(self, frame: Outgoing) -> None: ...
+    def write(self, frames: list[Outgoing]) -> None:
+        """Put these whole frames in the transport, in order, in one write."""
 
     async def drained(self) -> None:
         """Return once the transport is writable again."""
@@ -205,24 +206,29 @@ class Subscriber:
         self._task = asyncio.get_running_loop().create_task(self._writer())
 
     def _write_ready(self) -> None:
-        """Write backlog frames to the transport while it keeps up."""
+        """Write the backlog to the transport, in one write, if it keeps up."""
         direct = self._direct
         assert direct is not None
         backlog, skip, stats = self._backlog, self._skip, self._stats
+        if not direct.writable():
+            return
+        frames = []
         now = None
+        while backlog:
+            out = backlog.popleft()
+            self.buffered_bytes -= out.size
+            if out.ids and out.ids <= skip:
+                continue
+            frames.append(out)
+            if out.created_at is not None:
+                if now is None:
+                    now = time.time()
+                stats.notifications_delivered += 1
+                stats.latency.observe(now - out.created_at)
+        stats.frames_sent += len(frames)
         try:
-            while backlog and direct.writable():
-                out = backlog[0]
-                if not (out.ids and out.ids <= skip):
-                    direct.write(out)
-                    stats.frames_sent += 1
-                    if out.created_at is not None:
-                        if now is None:
-                            now = time.time()
-                        stats.notifications_delivered += 1
-                        stats.latency.observe(now - out.created_at)
-                backlog.popleft()
-                self.buffered_bytes -= out.size
+            if frames:
+                direct.write(frames)
         except ConnectionError:
             self.closed = True  # the socket is closing; its handler cleans up
 

@@ -106,6 +106,8 @@ class Listener:
                         "plan_cache_mode": "force_generic_plan",
                         "enable_seqscan": "off",
                         "max_parallel_workers_per_gather": "0",
+                        # timestamps in the JSON the feed's statement makes
+                        "TimeZone": "UTC",
                     },
                 )
                 await conn.add_listener(CHANNEL, self._on_notify)

@@ -3,8 +3,9 @@
 A server's frames are not masked, so without compression a text frame is
 the same bytes on every socket: it is framed once (RFC 6455, section 5.2)
 and the bytes kept on the hub's Outgoing for the user's next socket. Each
-write puts a whole frame in the transport in one synchronous call, as
-aiohttp's own writer does for uncompressed frames; the pings, pongs and
+write puts whole frames (all a socket has for the loop's turn, joined) in
+the transport in one synchronous call, as aiohttp's own writer does for an
+uncompressed frame; the pings, pongs and
 close frames it writes are whole frames too, so neither can split the
 other. Nothing is written once the socket is closing.
 """
@@ -59,13 +60,17 @@ class DirectSocket:
     def buffered(self) -> int:
         return self._transport.get_write_buffer_size()
 
-    def write(self, frame: Outgoing) -> None:
+    def write(self, frames: list[Outgoing]) -> None:
         if self._ws.closed or self._transport.is_closing():
             raise ConnectionResetError("the socket is closing")
-        data = frame.wire
-        if data is None:
-            data = frame.wire = text_frame(frame.text)
-        self._transport.write(data)
+        parts = []
+        for frame in frames:
+            data = frame.wire
+            if data is None:
+                data = frame.wire = text_frame(frame.text)
+            parts.append(data)
+        # one send for the loop's turn, not one per frame
+        self._transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
 
     async def drained(self) -> None:
         if self._ws.closed or self._transport.is_closing():
