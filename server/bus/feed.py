@@ -52,6 +52,7 @@ class Batch:
 @dataclass
 class FeedStats:
     polls: int = 0
+    polls_with_rows: int = 0  # looks that found something
     notifications_fetched: int = 0
     state_changes_fetched: int = 0
     last_batch: int = 0
@@ -158,6 +159,7 @@ class Feed:
         self._quiet = not rows or len(rows) == 1  # only the snapshot row
         self._older, self._cursor = prev, cursor
         self.stats.polls += 1
+        self.stats.polls_with_rows += bool(notes or changes or revoked)
         self.stats.notifications_fetched += len(notes)
         self.stats.state_changes_fetched += len(changes)
         self.stats.last_batch = len(notes) + len(changes)
