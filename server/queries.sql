@@ -18,7 +18,9 @@ SELECT pg_snapshot_xmax(s)::text AS xmax,
 -- keeps the others' counts itself: counting a user's unread rows costs as
 -- many rows as they have); the token version still valid for a user whose
 -- tokens were revoked (NULL: the user is gone); and the new snapshot ('s'),
--- which pg_current_snapshot() gives as the statement's own. Rows by part,
+-- which pg_current_snapshot() gives as the statement's own, with the number
+-- of new rows for anyone (`n`: the listener stays awake while rows come,
+-- whoever they are for). Rows by part,
 -- then id. The new rows are found by their transaction first (`fresh`, on
 -- the xid index), whatever the planner thinks of the users' index. Run on
 -- the listener's connection, whose settings (pgbell.bus.listener) keep one
@@ -73,7 +75,7 @@ UNION ALL
 SELECT 'u', NULL, user_id, NULL, NULL, NULL, NULL, NULL, NULL, n, NULL, NULL
   FROM counts
 UNION ALL
-SELECT 's', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+SELECT 's', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, (SELECT count(*) FROM fresh),
        pg_snapshot_xmax(s)::text, array(SELECT x::text FROM pg_snapshot_xip(s) AS x)
   FROM pg_current_snapshot() AS s
  ORDER BY part, id;

@@ -41,12 +41,15 @@ class Frame:
 
 @dataclass(frozen=True)
 class Batch:
-    """What one poll found: frames to route, and the recipients whose older
+    """What one poll found: frames to route, the recipients whose older
     tokens were revoked, each with the token version still valid (None: the
-    user is gone, no pgbell token of theirs is valid)."""
+    user is gone, no pgbell token of theirs is valid), and how many new
+    notification rows it saw in all, whoever they were for (the table is
+    busy: the listener stays awake)."""
 
     frames: list[Frame]
     revoked: dict[str, int | None]
+    seen: int = 0
 
 
 @dataclass
@@ -126,7 +129,7 @@ class Feed:
             Q.poll, prev.xmax, list(prev.xip), known, older.xmax, list(older.xip), new, recount
         )
         notes, changes, counted, revoked = [], [], {}, {}
-        cursor = prev
+        cursor, seen = prev, 0
         for row in rows:
             part = row["part"]
             if part == "n":
@@ -140,6 +143,7 @@ class Feed:
                 counted[row["user_id"]] = row["n"]
             else:
                 cursor = Cursor(row["xmax"], tuple(row["xip"]))
+                seen = row["n"]
         if users is not self._users_list:
             self._users, self._users_list = set(users), users
             for gone in [u for u in self._counts if u not in self._users]:
@@ -156,14 +160,14 @@ class Feed:
             for user in missing:
                 counts.setdefault(user, 0)
                 self._counts[user] = (counts[user], now)
-        self._quiet = not rows or len(rows) == 1  # only the snapshot row
+        self._quiet = not (seen or changes or revoked)
         self._older, self._cursor = prev, cursor
         self.stats.polls += 1
         self.stats.polls_with_rows += bool(notes or changes or revoked)
         self.stats.notifications_fetched += len(notes)
         self.stats.state_changes_fetched += len(changes)
         self.stats.last_batch = len(notes) + len(changes)
-        return Batch(_frames(notes, changes, counts), revoked)
+        return Batch(_frames(notes, changes, counts), revoked, seen)
 
     def _stale(self, now: float) -> list[str]:
         """Users whose count was taken too long ago, oldest first, a few."""

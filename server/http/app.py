@@ -113,7 +113,9 @@ async def _fanout(app: web.Application) -> AsyncIterator[None]:
             hub.publish(frame.user_id, frame.text, frame.ids, frame.created_at)
         for user_id, valid_version in batch.revoked.items():
             hub.revoke(user_id, valid_version)
-        return len(batch.frames) + len(batch.revoked)
+        # busy while rows come, for this server's users or not: a server that
+        # fell asleep then would make every writer send NOTIFY
+        return batch.seen + len(batch.frames) + len(batch.revoked)
 
     settings = app[keys.SETTINGS]
     # its own URL: LISTEN needs one session, which a transaction pooler never keeps
