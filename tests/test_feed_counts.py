@@ -105,3 +105,14 @@ async def test_a_user_who_leaves_and_comes_back_is_counted_again(conns):
     await feed.poll(look)
     users = ["ann"]
     assert await _counts_in(await feed.poll(look)) == {"ann": 1}
+
+
+async def test_a_look_sees_new_rows_for_anyone_which_keeps_the_listener_awake(conns):
+    pool, look, writer = conns
+    feed = Feed(pool, lambda: ["ann"])
+    await feed.start()
+    await writer.execute("SELECT pgbell.notify('ping', ARRAY['zed', 'yan'])")
+    batch = await feed.poll(look)
+    assert batch.frames == [] and batch.seen == 2, "rows for others are seen, not sent"
+    batch = await feed.poll(look)
+    assert batch.seen == 0, "and only once"
