@@ -95,6 +95,18 @@ SELECT pg_snapshot_xmax(s)::text AS xmax,
        AS new
   FROM pg_current_snapshot() AS s;
 
+-- name: listener_session
+-- The LISTEN connection's settings. The feed's statement runs hundreds of
+-- times a second: planned once (planning it took longer than running it),
+-- never as a scan of the whole table (the planner cannot tell how few rows
+-- `xid >= $1` matches and guesses a third), without parallel workers
+-- (starting them took ten times the look), and with the timestamps of the
+-- JSON it makes in UTC.
+SET plan_cache_mode = force_generic_plan;
+SET enable_seqscan = off;
+SET max_parallel_workers_per_gather = 0;
+SET TimeZone = 'UTC';
+
 -- name: fall_asleep
 -- A server falls asleep (docs/architecture.md "Adaptive wake-up"): it takes
 -- the window lock, never waiting; false: a writer is between its check and

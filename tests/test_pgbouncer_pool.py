@@ -9,7 +9,7 @@ import shutil
 
 import psycopg
 
-from tests.contract_client import open_socket, snapshot
+from tests.contract_client import frame, open_socket, snapshot
 from tests.deploy_support import Pgbell, PgBouncer, deploy_env, scratch_dir
 from tests.support import add_user, insert_deal, login
 
@@ -73,5 +73,26 @@ async def test_a_restarted_process_resumes_through_transaction_pgbouncer(databas
             assert await server.stop() == 0, server.process.tail()
     finally:
         await server.kill()
+        await bouncer.kill()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+async def test_a_listener_through_session_pgbouncer_delivers(database_url, start_server, http):
+    """The LISTEN connection may go through a session-mode pool. PgBouncer
+    refuses startup parameters it does not know, so the listener sets its
+    session with SET after connecting."""
+    directory = scratch_dir()
+    bouncer = PgBouncer(directory, database_url, pool_mode="session")
+    try:
+        await bouncer.start()
+        server = await start_server(PGBELL_LISTEN_DATABASE_URL=bouncer.url())
+        uid = add_user(database_url, "ann")
+        ws = await open_socket(server.ws_base, await login(http, server.base, "ann"))
+        await snapshot(ws, "through session pooling")
+        insert_deal(database_url, "Pooled", uid)
+        got = await frame(ws, "notification", "after an insert, the listener behind PgBouncer")
+        assert got["notification"]["title"] == "New deal: Pooled"
+        await ws.close()
+    finally:
         await bouncer.kill()
         shutil.rmtree(directory, ignore_errors=True)

@@ -95,21 +95,11 @@ class Listener:
                 conn = await asyncpg.connect(
                     self._dsn,
                     timeout=10,
-                    server_settings={
-                        "application_name": APPLICATION_NAME,
-                        # The feed's statement runs hundreds of times a
-                        # second: planned once (planning it took longer than
-                        # running it), never as a scan of the whole table
-                        # (the planner cannot tell how few rows `xid >= $1`
-                        # matches and guesses a third), and without parallel
-                        # workers (starting them took ten times the look).
-                        "plan_cache_mode": "force_generic_plan",
-                        "enable_seqscan": "off",
-                        "max_parallel_workers_per_gather": "0",
-                        # timestamps in the JSON the feed's statement makes
-                        "TimeZone": "UTC",
-                    },
+                    server_settings={"application_name": APPLICATION_NAME},
                 )
+                # SET, not startup parameters: a session-mode PgBouncer in
+                # between refuses startup parameters it does not know
+                await conn.execute(Q.listener_session)
                 await conn.add_listener(CHANNEL, self._on_notify)
                 # A terminated connection wakes the loop at once instead of
                 # waiting for the next probe.
