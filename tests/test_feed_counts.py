@@ -15,6 +15,7 @@ import pytest
 
 from pgbell.bus import feed as feed_module
 from pgbell.bus.feed import Feed
+from pgbell.sql import Q
 
 
 async def _unread(conn: asyncpg.Connection, user: str) -> int:
@@ -36,9 +37,8 @@ async def _counts_in(batch) -> dict[str, int]:
 @pytest.fixture
 async def conns(ping_database: str):
     pool = await asyncpg.create_pool(ping_database, min_size=1, max_size=2)
-    look = await asyncpg.connect(
-        ping_database, server_settings={"plan_cache_mode": "force_custom_plan"}
-    )
+    look = await asyncpg.connect(ping_database)
+    await look.execute(Q.listener_session)  # the listener's own session
     writer = await asyncpg.connect(ping_database)
     yield pool, look, writer
     await pool.close()
