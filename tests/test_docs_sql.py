@@ -128,7 +128,7 @@ def test_what_the_page_says_of_role_members_and_the_roles(database_url):
     # CREATE OR REPLACE kept its owner, its privileges and its comment
     assert "public.team_members" in src
     assert fn_owner == schema_owner and definer is False
-    assert config == "search_path=pg_catalog, pg_temp"
+    assert config is None  # no SET clause: inlined into pgbell.notify's statement
     assert by_public is False
     assert comment and "replaceable" in comment
 

@@ -90,3 +90,35 @@ def test_pgbell_migrate_is_safe_to_run_twice(empty_database):
         assert out.returncode == 0, out.stderr
         assert "at the latest migration" in out.stdout
     assert {"pgbell.notifications", "public.deals"} <= _tables(empty_database)
+
+
+ROLE_MEMBERS = (
+    "SELECT array_to_string(proconfig, ','), prosrc FROM pg_proc"
+    " WHERE oid = 'pgbell.role_members(text)'::regprocedure"
+)
+APPLICATIONS_OWN = """
+    CREATE OR REPLACE FUNCTION pgbell.role_members(role text) RETURNS SETOF text
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+        SELECT 'staff-' || role_members.role
+    $$
+"""
+
+
+def test_0004_frees_the_installed_role_members_only(empty_database):
+    migrate.upgrade(empty_database)
+    with psycopg.connect(empty_database) as conn:
+        config, src = conn.execute(ROLE_MEMBERS).fetchone()
+    assert config is None, "the installed role_members keeps no SET clause"
+    assert "pgbell.users" in src
+
+    # down to 0003 puts the SET clause back; an application then replaces it
+    migrate.downgrade(empty_database, "0003")
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        assert conn.execute(ROLE_MEMBERS).fetchone()[0] == "search_path=pg_catalog, pg_temp"
+        conn.execute(APPLICATIONS_OWN)
+    migrate.upgrade(empty_database)
+    with psycopg.connect(empty_database) as conn:
+        config, src = conn.execute(ROLE_MEMBERS).fetchone()
+        members = conn.execute("SELECT pgbell.role_members('x')").fetchall()
+    assert config == "search_path=pg_catalog, pg_temp", "the application's version is left as is"
+    assert "staff-" in src and members == [("staff-x",)]

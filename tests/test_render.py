@@ -1,4 +1,4 @@
-"""pgbell.render_v2 and pgbell.render_one_v1 render exactly what
+"""pgbell.render_v2, pgbell.render_one_v1 and render_one_v2 render exactly what
 pgbell.render_v1 does, on random templates and data, in the real
 PostgreSQL: the set-based and one-pass renderers may replace the loop only
 if no template or data tells them apart."""
@@ -55,12 +55,14 @@ documents = st.one_of(
 
 COMPARE = """
     SELECT v2.event, v2.field, v2.rendered, v2.missing, v1.rendered, v1.missing,
-           one.rendered, one.missing
+           one.rendered, one.missing, one2.rendered, one2.missing
       FROM pgbell.render_v2(%(t)s::text[], %(d)s::jsonb[]) AS v2
      CROSS JOIN LATERAL pgbell.render_v1((%(t)s::text[])[v2.field],
                                          (%(d)s::jsonb[])[v2.event]) AS v1
      CROSS JOIN LATERAL pgbell.render_one_v1((%(t)s::text[])[v2.field],
                                              (%(d)s::jsonb[])[v2.event]) AS one
+     CROSS JOIN LATERAL pgbell.render_one_v2((%(t)s::text[])[v2.field],
+                                             (%(d)s::jsonb[])[v2.event]) AS one2
      ORDER BY v2.event, v2.field
 """
 
@@ -84,17 +86,22 @@ def test_render_v2_is_render_v1_on_any_template_and_data(database_url):
         @example(tpls=["{a:money}"], docs=['{"a": 1e300}', '{"a": -0.005}', '{"a": true}'])
         @example(tpls=["{a}"], docs=['{"a": {"b": [1, "c"]}}', '["a"]', '"a"'])
         @example(tpls=["\x01{a}\x02{b:money}", "{a}\x01"], docs=['{"a": "\\u0001", "b": 2}'])
+        @example(tpls=["{a}}{", "{{a:money}", "{a:money:money}", "x{a"], docs=['{"a": 12.5}'])
         def renders_alike(tpls: list[str | None], docs: list[str | None]) -> None:
             rows = conn.execute(COMPARE, {"t": tpls, "d": docs}).fetchall()
             assert [(r[0], r[1]) for r in rows] == [
                 (e, f) for e in range(1, len(docs) + 1) for f in range(1, len(tpls) + 1)
             ], "render_v2 must give one row per data document and template, in order"
-            for event, field, text2, missing2, text1, missing1, text_one, missing_one in rows:
+            for row in rows:
+                event, field, text2, missing2, text1, missing1, text_one, missing_one = row[:8]
+                text_one2, missing_one2 = row[8:]
                 where = f"template {tpls[field - 1]!r} with data {docs[event - 1]!r}"
                 assert text2 == text1, f"rendered text differs for {where}"
                 assert missing2 == missing1, f"missing keys differ for {where}"
                 assert text_one == text1, f"render_one_v1's text differs for {where}"
                 assert missing_one == missing1, f"render_one_v1's missing keys differ for {where}"
+                assert text_one2 == text1, f"render_one_v2's text differs for {where}"
+                assert missing_one2 == missing1, f"render_one_v2's missing keys differ for {where}"
 
         renders_alike()
 
