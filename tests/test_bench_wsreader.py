@@ -1,7 +1,8 @@
-"""The writers' benchmark's lean WebSocket reader (bench/wsreader.py),
-against real servers: an aiohttp WebSocket server that sends every kind of
-frame, split across TCP writes at awkward places, behind a TCP relay that
-records what the client sends."""
+"""The writers' benchmark's lean WebSocket reader (bench/wsreader.py) and its
+recipients (bench/writers_clients.py), against real servers: an aiohttp
+WebSocket server that sends every kind of frame, split across TCP writes at
+awkward places, behind a TCP relay that records what the client sends; a
+scripted server for the recipients' retries and resumes; and pgbell."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import json
+from collections import Counter
+from urllib.parse import parse_qs
 
+import psycopg
 import pytest
 from aiohttp import WSMsgType, web
 
 from bench import wsreader
-from bench.writers_clients import ID
-from tests.support import DEFAULT_WAIT, wait_until
+from bench.writers_clients import ID, Recipient
+from tests.support import DEFAULT_WAIT, add_user, insert_deal, login, wait_until
 
 TEXT, BINARY, CONT, PING, PONG, CLOSE = 0x1, 0x2, 0x0, 0x9, 0xA, 0x8
 
@@ -252,3 +257,90 @@ async def test_a_refused_or_wrong_upgrade_is_an_error(aiohttp_server):
         finally:
             server.close()
             await server.wait_closed()
+
+
+async def test_a_recipient_retries_resumes_and_counts(aiohttp_server):
+    """1013 before the snapshot: tried again; a server close: resumed with
+    ?since= the highest id; a truncated `missed`: resumed from its last row."""
+    queries: list[dict] = []
+
+    def snapshot(notifications=(), missed=None, truncated=False) -> str:
+        body = {"type": "snapshot", "unread_count": 0, "notifications": list(notifications)}
+        if missed is not None:
+            body.update(missed=missed, missed_truncated=truncated)
+        return json.dumps(body, separators=(",", ":"))  # compact, as pgbell sends it
+
+    async def handler(request):
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        queries.append({k: v[0] for k, v in parse_qs(request.query_string).items()})
+        turn = len(queries)
+        if turn == 1:
+            await ws.close(code=1013)
+        elif turn == 2:
+            await ws.send_str(snapshot([{"id": 10}]))
+            for nid in (11, 12):
+                await ws.send_str(note(nid))
+            await ws.send_str('{"type":"read","ids":[11],"unread_count":1}')
+            await ws.close(code=1013)
+        elif turn == 3:
+            await ws.send_str(snapshot(missed=[{"id": 14}, {"id": 13}], truncated=True))
+            await bounded(ws.receive(), "the client's close after a truncated resume")
+        elif turn == 4:
+            await ws.send_str(snapshot(missed=[{"id": 15}]))
+            for text in (note(15), note(16), '{"type":"notification","notification":{}}'):
+                await ws.send_str(text)
+            await ws.close(code=4000)
+        else:
+            await ws.send_str(snapshot(missed=[]))
+            await ws.receive()  # held until the client goes
+        return ws
+
+    url = await serve(aiohttp_server, handler)
+    rec = Recipient("7", "the-token")
+    opened = asyncio.get_running_loop().create_future()
+    errors: Counter[str] = Counter()
+    task = asyncio.create_task(rec.hold(url, opened, errors))
+    try:
+        assert await bounded(opened, "the recipient's first snapshot") is True, errors
+        await wait_until(lambda: len(queries) == 5, "the fifth connection")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert errors == Counter()
+    assert [q.get("since") for q in queries] == [None, None, "12", "13", "16"]
+    assert all(q["token"] == "the-token" for q in queries)
+    # 15 came twice; the notification without an id counts as -1
+    assert rec.ids == {11, 12, 13, 14, 15, 16, -1}
+    assert rec.frames - len(rec.ids) == 1
+    assert rec.closes == Counter({"1013 before the snapshot": 1, "1013": 1, "4000": 1})
+
+
+async def test_a_recipient_on_pgbell_gets_every_notification(server, http, database_url):
+    owner = add_user(database_url, "owner")
+    rec = Recipient(str(owner), await login(http, server.base, "owner"))
+    stranger = Recipient("0", "not-a-token")
+    opened = [asyncio.get_running_loop().create_future() for _ in range(2)]
+    errors: Counter[str] = Counter()
+    tasks = [
+        asyncio.create_task(r.hold(f"{server.ws_base}/ws", f, errors))
+        for r, f in zip((rec, stranger), opened, strict=True)
+    ]
+    try:
+        assert await bounded(opened[0], "the owner's snapshot") is True
+        assert await bounded(opened[1], "the stranger's refusal") is False
+        assert errors == Counter({"closed 4401 before the snapshot": 1})
+        for title in ("one", "two", "three"):
+            await asyncio.to_thread(insert_deal, database_url, title, owner)
+        with psycopg.connect(database_url) as conn:
+            rows = conn.execute(
+                "SELECT id FROM pgbell.notifications WHERE user_id = %s", (str(owner),)
+            ).fetchall()
+        assert len(rows) == 3
+        await wait_until(lambda: rec.ids == {r[0] for r in rows}, "the owner's three ids")
+        assert rec.frames == 3 and rec.since == max(r[0] for r in rows)
+        assert not rec.closes
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
