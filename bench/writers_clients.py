@@ -3,15 +3,19 @@ held in a process of their own so that reading frames does not share the
 server's event loop (it still shares the machine's two cores, as browsers
 beside a server would not: that is part of "all-in").
 
-One WebSocket per recipient. A frame is not parsed, its notification id
-is matched: the distinct ids per recipient are compared with the rows
-committed for that recipient.
+One WebSocket per recipient, read by bench/wsreader.py: its CPU is CPU
+that browsers would spend on their own machines, so it is kept lean. A
+notification frame is not parsed, its id is matched, with one regex over
+all the text messages of a chunk: the distinct ids per recipient are
+compared with the rows committed for that recipient. The snapshot, the
+first frame, is parsed.
 
 Run as a script it is the child: it says {"ready": true}, reads its plan
 {"url", "sockets": [[user_id, token], ...]}, opens every socket, waits for
 each one's snapshot and answers {"connected", "errors"}; then answers each
 {"cmd": "counts"} (and {"cmd": "reset"}, which first forgets what came
-before) as `Sockets.counts` says, and stops on {"cmd": "close"}.
+before) as `Sockets.counts` says, plus its own CPU seconds so far
+("cpu_s"), and stops on {"cmd": "close"}.
 Imported, `Sockets` starts and drives it.
 """
 
@@ -23,10 +27,14 @@ import os
 import re
 import signal
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
-import aiohttp
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import wsreader  # noqa: E402
 
 NOTIFICATION_MARK = '"type":"notification"'
 ID = re.compile(r'"notification":\{"id"\s*:\s*(\d+)')
@@ -112,30 +120,45 @@ class Recipient:
         self.since: int | None = None
         self.closes: Counter[str] = Counter()
 
-    def got(self, nid: int) -> None:
-        self.frames += 1
-        self.ids.add(nid)
-        if self.since is None or nid > self.since:
-            self.since = nid
+    def got(self, ids: list[int]) -> None:
+        self.frames += len(ids)
+        self.ids.update(ids)
+        top = max(ids)
+        if self.since is None or top > self.since:
+            self.since = top
 
-    async def _open(self, session: aiohttp.ClientSession, url: str):
+    def chunk(self, text: str) -> None:
+        """The text messages of one chunk, joined: their notification ids."""
+        ids = [int(i) for i in ID.findall(text)]  # a match, not a parse: the cores are shared
+        # a notification frame whose id did not match counts as id -1: an extra
+        unmatched = text.count(NOTIFICATION_MARK) - len(ids)
+        if unmatched > 0:
+            ids += [-1] * unmatched
+        if ids:
+            self.got(ids)
+
+    async def _open(self, url: str) -> tuple[wsreader.WsReader, dict]:
         query = f"?token={self.token}" + ("" if self.since is None else f"&since={self.since}")
-        ws = await session.ws_connect(
-            url + query, timeout=aiohttp.ClientWSTimeout(ws_close=CONNECT_TIMEOUT), max_msg_size=0
-        )
-        first = await asyncio.wait_for(ws.receive(), CONNECT_TIMEOUT)
-        if first.type == aiohttp.WSMsgType.CLOSE and ws.close_code == TRY_AGAIN_LATER:
-            raise TryAgain  # a burst outgrew its send buffer before the snapshot went
-        if first.type != aiohttp.WSMsgType.TEXT or SNAPSHOT_MARK not in first.data:
-            await ws.close()
-            raise RuntimeError(f"first frame {first.type.name}")
-        return ws, json.loads(first.data)
+        ws = await wsreader.connect(url + query, CONNECT_TIMEOUT)
+        try:
+            first = await asyncio.wait_for(ws.first(), CONNECT_TIMEOUT)
+        except BaseException:
+            ws.abort()
+            raise
+        if first is None:
+            if ws.error is None and ws.close_code == TRY_AGAIN_LATER:
+                raise TryAgain  # a burst outgrew its send buffer before the snapshot went
+            raise RuntimeError(ws.error or f"closed {ws.close_code} before the snapshot")
+        if SNAPSHOT_MARK not in first:
+            await ws.close(CONNECT_TIMEOUT)
+            raise RuntimeError("the first frame is not a snapshot")
+        return ws, json.loads(first)
 
-    async def hold(self, session: aiohttp.ClientSession, url: str, opened, errors) -> None:
+    async def hold(self, url: str, opened, errors) -> None:
         tries = 0
         while True:
             try:
-                ws, snapshot = await self._open(session, url)
+                ws, snapshot = await self._open(url)
             except TryAgain:
                 self.closes[f"{TRY_AGAIN_LATER} before the snapshot"] += 1
                 tries += 1
@@ -146,38 +169,43 @@ class Recipient:
                 if not opened.done():
                     opened.set_result(False)
                 return
-            except (aiohttp.ClientError, OSError, TimeoutError, RuntimeError) as e:
-                errors[str(e) if isinstance(e, RuntimeError) else type(e).__name__] += 1
+            except (wsreader.HandshakeError, RuntimeError, OSError, TimeoutError) as e:
+                named = isinstance(e, wsreader.HandshakeError | RuntimeError)
+                errors[str(e) if named else type(e).__name__] += 1
                 if not opened.done():
                     opened.set_result(False)
                 return
-            if self.since is None:
-                # the resume point a client starts from: the newest row it was shown
-                # (0 when none: the benchmark's table was empty when it connected)
-                self.since = max((n["id"] for n in snapshot["notifications"]), default=0)
-            missed = snapshot.get("missed", ())
-            before = len(self.ids)
-            for row in missed:
-                self.got(row["id"])
-            if snapshot.get("missed_truncated"):
-                if len(self.ids) == before:
-                    # it would be sent the same rows again and again
-                    errors["a truncated resume brought nothing new"] += 1
-                    await ws.close()
-                    return
-                # resume again from the last row of `missed`, not from the
-                # highest id: rows below it that committed later come first
-                self.since = missed[-1]["id"]
-                await ws.close()
-                continue
-            tries = 0
-            if not opened.done():
-                opened.set_result(True)
-            async for msg in ws:
-                if msg.type == aiohttp.WSMsgType.TEXT and NOTIFICATION_MARK in msg.data:
-                    m = ID.search(msg.data)  # a match, not a parse: the cores are shared
-                    self.got(int(m.group(1)) if m else -1)
-            self.closes[str(ws.close_code)] += 1
+            try:
+                if self.since is None:
+                    # the resume point a client starts from: the newest row it was shown
+                    # (0 when none: the benchmark's table was empty when it connected)
+                    self.since = max((n["id"] for n in snapshot["notifications"]), default=0)
+                missed = snapshot.get("missed", ())
+                before = len(self.ids)
+                if missed:
+                    self.got([row["id"] for row in missed])
+                if snapshot.get("missed_truncated"):
+                    if len(self.ids) == before:
+                        # it would be sent the same rows again and again
+                        errors["a truncated resume brought nothing new"] += 1
+                        await ws.close(CONNECT_TIMEOUT)
+                        return
+                    # resume again from the last row of `missed`, not from the
+                    # highest id: rows below it that committed later come first
+                    self.since = missed[-1]["id"]
+                    await ws.close(CONNECT_TIMEOUT)
+                    continue
+                tries = 0
+                if not opened.done():
+                    opened.set_result(True)
+                ws.start(self.chunk)
+                code = await ws.wait_closed()
+            finally:
+                ws.abort()  # nothing when it has ended; else (cancelled) it ends here
+            if ws.error is not None:
+                errors[f"the server broke the protocol: {ws.error}"] += 1
+                return
+            self.closes[str(code)] += 1
 
 
 async def _child() -> None:
@@ -185,38 +213,38 @@ async def _child() -> None:
     plan = json.loads(await asyncio.to_thread(sys.stdin.readline))
     errors: Counter[str] = Counter()
     recipients = [Recipient(user, token) for user, token in plan["sockets"]]
-    async with aiohttp.ClientSession() as session:
-        loop = asyncio.get_running_loop()
-        opened = [loop.create_future() for _ in recipients]
-        tasks = [
-            loop.create_task(r.hold(session, plan["url"], f, errors))
-            for r, f in zip(recipients, opened, strict=True)
-        ]
-        connected = sum(await asyncio.gather(*opened))
-        print(json.dumps({"connected": connected, "errors": dict(errors)}), flush=True)
-        while line := await asyncio.to_thread(sys.stdin.readline):
-            cmd = json.loads(line)["cmd"]
-            if cmd == "close":
-                break
-            if cmd == "reset":
-                for r in recipients:
-                    r.ids, r.frames, r.closes = set(), 0, Counter()
-            closes = sum((r.closes for r in recipients), Counter())
-            print(
-                json.dumps(
-                    {
-                        "counts": {r.user: len(r.ids) for r in recipients},
-                        "duplicates": sum(r.frames - len(r.ids) for r in recipients),
-                        "closes": closes,
-                        "gone": sum(t.done() for t in tasks),
-                        "errors": errors,
-                    }
-                ),
-                flush=True,
-            )
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    loop = asyncio.get_running_loop()
+    opened = [loop.create_future() for _ in recipients]
+    tasks = [
+        loop.create_task(r.hold(plan["url"], f, errors))
+        for r, f in zip(recipients, opened, strict=True)
+    ]
+    connected = sum(await asyncio.gather(*opened))
+    print(json.dumps({"connected": connected, "errors": dict(errors)}), flush=True)
+    while line := await asyncio.to_thread(sys.stdin.readline):
+        cmd = json.loads(line)["cmd"]
+        if cmd == "close":
+            break
+        if cmd == "reset":
+            for r in recipients:
+                r.ids, r.frames, r.closes = set(), 0, Counter()
+        closes = sum((r.closes for r in recipients), Counter())
+        print(
+            json.dumps(
+                {
+                    "counts": {r.user: len(r.ids) for r in recipients},
+                    "duplicates": sum(r.frames - len(r.ids) for r in recipients),
+                    "closes": closes,
+                    "gone": sum(t.done() for t in tasks),
+                    "errors": errors,
+                    "cpu_s": round(time.process_time(), 3),
+                }
+            ),
+            flush=True,
+        )
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     print(json.dumps({"closed": True}), flush=True)
 
 
