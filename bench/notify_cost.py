@@ -1,29 +1,33 @@
-"""What pgbell.notify costs a writer, per notification row, v1 against v2.
+"""What pgbell.notify costs a writer, per notification row, v1, v2 and v3.
 
-Two fresh databases migrated with the demo (`pgbell migrate --demo`): one
+Three fresh databases migrated with the demo (`pgbell migrate --demo`): one
 taken back down to migration 0001 / demo_0001 (v1: the PL/pgSQL render
 loop, one pgbell.notify call per deal, an EXCEPTION block per statement),
-one left at the head (v2: pgbell.notify_many, one INSERT per statement).
+one to 0003 / demo_0002 (v2: pgbell.notify_many, one INSERT per statement,
+notify_one_v1 for a one-deal statement), one left at the head (v3:
+notify_one_v2, render_one_v2, the helpers inlined, migration 0004).
 In each, the same writes go through the demo's trigger on public.deals and,
 as the reference, through plain SQL into look-alike tables (plain.deals and
 plain.notifications: same columns, defaults, checks, indexes and foreign
 key, no trigger and no pgbell function) that receive the same rows.
 
-  single: INSERT of one deal, one statement at a time (prepared);
+  single: INSERT of one deal, one statement at a time (prepared), all in
+          one transaction;
+  txn:    the same, each deal its own transaction (synchronous_commit off,
+          so that the WAL flush does not drown the difference): what a
+          writer pays once per transaction shows here, not in `single`;
   bulk:   INSERT INTO deals ... SELECT of 1,000 deals, one statement.
 
 Every deal gives 1 + MANAGERS notification rows. NOTIFY is out of the way:
 every trigger on pgbell.notifications whose function calls pg_notify is
 disabled, so what is measured is the writer's statement, not the commit
-lock (bench/commit_rate.py measures that). The statements of a round run
-in one transaction, committed after the round (the commit's WAL flush is
-the same for every variant and would drown the difference); each figure is
-the median of ROUNDS rounds, in microseconds per notification row.
+lock (bench/commit_rate.py measures that). Each figure is the median of
+ROUNDS rounds, in microseconds per notification row.
 
     .venv/bin/python -m bench.notify_cost [--url postgresql://.../pgbell_bench_notify]
 
-needs no pgbell server. The databases `<name>_v1` and `<name>_v2` are
-DROPPED and recreated on every run, and dropped at the end.
+needs no pgbell server. The databases `<name>_v1`, `<name>_v2` and
+`<name>_v3` are DROPPED and recreated on every run, and dropped at the end.
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ SINGLES = 300
 BULK = 1_000
 ROUNDS = 7
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/pgbell_bench_notify"
+VERSIONS = ("v1", "v2", "v3")
+DOWN_TO = {"v1": ("demo_0001", "0001"), "v2": ("demo_0002", "0003"), "v3": ()}
+SHAPES = {"single": "single-deal INSERTs", "txn": "single-deal transactions", "bulk": ""}
 
 LOOK_ALIKES = """
 CREATE SCHEMA plain;
@@ -100,10 +107,9 @@ def _prepare(url: str, version: str) -> dict:
     """Migrate a fresh database to `version`, add users and look-alike
     tables, and take NOTIFY out of the way."""
     asyncio.run(fresh_pgbell_database(url))
-    if version == "v1":
-        # down to the first release, through the migrations' own downgrades
-        migrate.downgrade(url, "demo_0001")
-        migrate.downgrade(url, "0001")
+    # down to an earlier release, through the migrations' own downgrades
+    for revision in DOWN_TO[version]:
+        migrate.downgrade(url, revision)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO pgbell.users (username, password_hash, roles)"
@@ -135,7 +141,7 @@ def _round(conn: psycopg.Connection, path: str, shape: str, users: dict) -> tupl
     """One round: seconds spent in the statements, notification rows written."""
     table = "pgbell.notifications" if path == "pgbell" else "plain.notifications"
     _clear(conn)
-    if shape == "single":
+    if shape in ("single", "txn"):
         owners = users["owners"]
         params = [
             {"title": f"Deal {i}", "owner": owners[i % len(owners)], "managers": users["managers"]}
@@ -147,6 +153,8 @@ def _round(conn: psycopg.Connection, path: str, shape: str, users: dict) -> tupl
         started = time.perf_counter()
         for p in params:
             conn.execute(statement, p, prepare=True)
+            if shape == "txn":
+                conn.commit()
         spent = time.perf_counter() - started
     else:
         started = time.perf_counter()
@@ -157,21 +165,36 @@ def _round(conn: psycopg.Connection, path: str, shape: str, users: dict) -> tupl
     return spent, rows
 
 
-def measure(url: str, users: dict) -> dict[tuple[str, str], float]:
-    """Median microseconds per notification row of each (shape, path)."""
-    per_row: dict[tuple[str, str], list[float]] = {}
-    with psycopg.connect(url) as conn:
+def measure(prepared: dict[str, tuple[str, dict]]) -> dict[str, dict[tuple[str, str], float]]:
+    """Median microseconds per notification row of each version, (shape,
+    path); the versions take turns in every round, so that a change in the
+    machine's load between rounds touches them all alike."""
+    per_row: dict[str, dict[tuple[str, str], list[float]]] = {v: {} for v in prepared}
+    conns = {v: psycopg.connect(url) for v, (url, _) in prepared.items()}
+    try:
+        for conn in conns.values():
+            conn.execute("SET synchronous_commit = off")
+            conn.commit()
         for _ in range(ROUNDS):
-            for shape in ("single", "bulk"):
-                for path in ("pgbell", "plain"):
-                    spent, rows = _round(conn, path, shape, users)
-                    deals = SINGLES if shape == "single" else BULK
-                    if rows != deals * ROWS_PER_DEAL:
-                        raise RuntimeError(
-                            f"{path} {shape}: {rows} notification rows, not {deals * ROWS_PER_DEAL}"
-                        )
-                    per_row.setdefault((shape, path), []).append(spent / rows * 1e6)
-    return {key: statistics.median(values) for key, values in per_row.items()}
+            for shape in SHAPES:
+                for version, conn in conns.items():
+                    users = prepared[version][1]
+                    for path in ("pgbell", "plain"):
+                        spent, rows = _round(conn, path, shape, users)
+                        deals = BULK if shape == "bulk" else SINGLES
+                        if rows != deals * ROWS_PER_DEAL:
+                            raise RuntimeError(
+                                f"{version} {path} {shape}: {rows} notification rows,"
+                                f" not {deals * ROWS_PER_DEAL}"
+                            )
+                        per_row[version].setdefault((shape, path), []).append(spent / rows * 1e6)
+    finally:
+        for conn in conns.values():
+            conn.close()
+    return {
+        v: {key: statistics.median(values) for key, values in figures.items()}
+        for v, figures in per_row.items()
+    }
 
 
 def main() -> None:
@@ -179,18 +202,19 @@ def main() -> None:
     p.add_argument(
         "--url",
         default=os.environ.get("PGBELL_BENCH_NOTIFY_URL", DEFAULT_URL),
-        help="base database URL; <name>_v1 and <name>_v2 are DROPPED and recreated",
+        help="base database URL; <name>_v1, _v2 and _v3 are DROPPED and recreated",
     )
     a = p.parse_args()
     require_loopback(a.url)
     name = conninfo_to_dict(a.url).get("dbname") or "pgbell_bench_notify"
-    urls = {v: _with_name(a.url, f"{name}_{v}") for v in ("v1", "v2")}
-    results = {}
+    urls = {v: _with_name(a.url, f"{name}_{v}") for v in VERSIONS}
     try:
+        prepared = {}
         for version, url in urls.items():
             users = _prepare(url, version)
             print(f"{version}: {urlsplit(url).path[1:]} at {', '.join(users['revisions'])}")
-            results[version] = measure(url, users)
+            prepared[version] = (url, users)
+        results = measure(prepared)
     finally:
         for url in urls.values():
             admin, db = _admin_url(url)
@@ -202,13 +226,18 @@ def main() -> None:
         f"\nmicroseconds per notification row ({ROWS_PER_DEAL} rows per deal; median of"
         f" {ROUNDS} rounds; NOTIFY off)\n"
     )
-    header = f"{'':28}{'v1':>9}{'v2':>9}{'plain':>9}{'v1-plain':>10}{'v2-plain':>10}"
-    print(header)
-    labels = {"single": f"{SINGLES} single-deal INSERTs", "bulk": f"1 INSERT of {BULK:,} deals"}
-    for shape, label in labels.items():
-        v1, v2 = results["v1"][(shape, "pgbell")], results["v2"][(shape, "pgbell")]
-        plain = statistics.mean([results["v1"][(shape, "plain")], results["v2"][(shape, "plain")]])
-        print(f"{label:28}{v1:9.1f}{v2:9.1f}{plain:9.1f}{v1 - plain:10.1f}{v2 - plain:10.1f}")
+    header = f"{'':28}" + "".join(f"{v:>9}" for v in VERSIONS) + f"{'plain':>9}"
+    print(header + "".join(f"{v + '-plain':>10}" for v in VERSIONS))
+    for shape, what in SHAPES.items():
+        label = f"1 INSERT of {BULK:,} deals" if shape == "bulk" else f"{SINGLES} {what}"
+        ours = [results[v][(shape, "pgbell")] for v in VERSIONS]
+        plain = statistics.mean(results[v][(shape, "plain")] for v in VERSIONS)
+        print(
+            f"{label:28}"
+            + "".join(f"{x:9.1f}" for x in ours)
+            + f"{plain:9.1f}"
+            + "".join(f"{x - plain:10.1f}" for x in ours)
+        )
 
 
 if __name__ == "__main__":
