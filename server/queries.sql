@@ -63,11 +63,19 @@ WITH fresh AS MATERIALIZED (
        AND n.read_at IS NULL AND n.archived_at IS NULL
      GROUP BY n.user_id
 )
-SELECT 'n' AS part, id, user_id, created_at, read_at, archived_at,
-       -- the notification object of PROTOCOL.md, made here, where it is cheap
-       json_build_object('id', id, 'kind', kind, 'title', title, 'body', body,
-                         'priority', priority, 'action_url', action_url, 'data', data,
-                         'created_at', created_at, 'read_at', read_at)::text AS doc,
+SELECT 'n' AS part, id, user_id,
+       -- epoch seconds, for the delivery latency: cheaper to read than a timestamp
+       date_part('epoch', created_at) AS created_at, read_at, archived_at,
+       -- The notification object of PROTOCOL.md, made here, where it is cheap:
+       -- the very text json_build_object makes of these pairs, for three
+       -- quarters of its work (it looks up the type of each of its 18
+       -- arguments, keys included, on every row; here to_json escapes the
+       -- values alike and format joins them). NOT NULL columns need no coalesce.
+       format('{"id" : %s, "kind" : %s, "title" : %s, "body" : %s, "priority" : %s, '
+              '"action_url" : %s, "data" : %s, "created_at" : %s, "read_at" : %s}',
+              id, to_json(kind), to_json(title), to_json(body), to_json(priority),
+              coalesce(to_json(action_url), 'null'), data, to_json(created_at),
+              coalesce(to_json(read_at), 'null')) AS doc,
        NULL::text AS change, NULL::bigint[] AS ids, NULL::bigint AS n,
        NULL::text AS xmax, NULL::text[] AS xip
   FROM notes

@@ -219,9 +219,7 @@ def _frames(notes, changes, counts: dict[str, int]) -> list[Frame]:
         text = (
             f'{{"type":"notification","notification":{row["doc"]},"unread_count":{max(count, 0)}}}'
         )
-        frames.append(
-            Frame(row["user_id"], text, frozenset((row["id"],)), row["created_at"].timestamp())
-        )
+        frames.append(Frame(row["user_id"], text, frozenset((row["id"],)), row["created_at"]))
     for row in changes:
         text = wire.dumps(
             {
