@@ -1,7 +1,8 @@
-"""The feed's notification frames carry the notification object as the
-statement writes it: the same text, byte for byte, that json_build_object
-makes of its fields, whatever the text holds (quotes, backslashes, control
-characters, any Unicode), with or without action_url and read_at."""
+"""The feed's notification frames: each row once, to a user new to the feed
+too, and the notification object the same text, byte for byte, that
+json_build_object makes of its fields, whatever the text holds (quotes,
+backslashes, control characters, any Unicode), with or without action_url
+and read_at."""
 
 from __future__ import annotations
 
@@ -80,3 +81,30 @@ async def test_the_notification_object_is_json_build_objects_text(conns):
             "SELECT created_at FROM pgbell.notifications WHERE id = $1", id_
         )
         assert frame.created_at == pytest.approx(created.timestamp(), abs=1e-6)
+
+
+async def test_a_user_new_to_the_feed_gets_the_rows_of_the_look_before_and_none_twice(conns):
+    pool, look, writer = conns
+    users = ["bob"]
+    feed = Feed(pool, lambda: users)
+    await feed.start()
+
+    async def notify(user: str) -> int:
+        await writer.execute("SELECT pgbell.notify('ping', ARRAY[$1])", user)
+        return await writer.fetchval(
+            "SELECT max(id) FROM pgbell.notifications WHERE user_id = $1", user
+        )
+
+    async def delivered() -> list[tuple[str, int]]:
+        return [(f.user_id, min(f.ids)) for f in (await feed.poll(look)).frames]
+
+    ann_1, bob_1 = await notify("ann"), await notify("bob")
+    assert await delivered() == [("bob", bob_1)], "ann has no socket yet"
+    # ann's socket registers after that look's statement began: the next look
+    # reads her rows from the snapshot before it
+    users = ["bob", "ann"]
+    bob_2 = await notify("bob")
+    assert sorted(await delivered()) == sorted([("ann", ann_1), ("bob", bob_2)])
+    ann_2 = await notify("ann")
+    assert await delivered() == [("ann", ann_2)], "no row a second time"
+    assert await delivered() == []

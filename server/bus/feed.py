@@ -121,12 +121,13 @@ class Feed:
         else:
             known = [u for u in users if u in self._users]
             new = [u for u in users if u not in self._users]
-        if not new:
-            older = prev  # no user needs the older window
+        # the window before `prev` is for new users only: without any, NULL,
+        # rather than `prev`'s own window looked up a second time
+        older_xmax, older_xip = (older.xmax, list(older.xip)) if new else (None, None)
         now = time.monotonic()
         recount = new + self._stale(now)
         rows = await conn.fetch(
-            Q.poll, prev.xmax, list(prev.xip), known, older.xmax, list(older.xip), new, recount
+            Q.poll, prev.xmax, list(prev.xip), known, older_xmax, older_xip, new, recount
         )
         notes, changes, counted, revoked = [], [], {}, {}
         cursor, seen = prev, 0
