@@ -3,7 +3,8 @@
 The feed counts a user's unread rows when the user is new to it, when the
 user's read state changes and once COUNT_REFRESH_SECONDS have passed; in
 between it adds the new unread rows it reads. Each look here is checked
-against a count of the table at that moment (nothing else writes).
+against a count of the table at that moment (nothing else writes). Counting
+a user reads that user's unread rows, not the whole unread index.
 """
 
 from __future__ import annotations
@@ -116,3 +117,23 @@ async def test_a_look_sees_new_rows_for_anyone_which_keeps_the_listener_awake(co
     assert batch.frames == [] and batch.seen == 2, "rows for others are seen, not sent"
     batch = await feed.poll(look)
     assert batch.seen == 0, "and only once"
+
+
+async def test_counting_a_user_reads_that_users_unread_rows_not_everyones(conns):
+    pool, look, writer = conns
+    await writer.execute(
+        "INSERT INTO pgbell.notifications (user_id, kind, title)"
+        " SELECT 'other' || (i % 50), 'ping', 'Ping' FROM generate_series(1, 5000) AS i"
+    )
+    feed = Feed(pool, lambda: ["ann"])
+    await feed.start()
+    for _ in range(2):
+        await writer.execute("SELECT pgbell.notify('ping', ARRAY['ann'])")
+    async with look.transaction():
+        # ann is new to the feed: the look counts her unread rows
+        assert await _counts_in(await feed.poll(look)) == {"ann": 2}
+        # this transaction's reads of the index, as pg_stat_user_indexes.idx_tup_read
+        read = await look.fetchval(
+            "SELECT pg_stat_get_xact_tuples_returned('pgbell.notifications_unread_idx'::regclass)"
+        )
+    assert read <= 10, f"counting ann read {read} entries of the unread index"

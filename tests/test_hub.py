@@ -127,6 +127,16 @@ def test_histogram_buckets_are_cumulative():
     assert isinstance(HubStats().latency, Histogram)
 
 
+def test_histogram_observe_many_is_observe_of_each():
+    values = [0.05, -0.5, 0.1, 0.5, 3.0, 0.1]
+    one, many = Histogram([0.1, 1.0]), Histogram([0.1, 1.0])
+    for v in values:
+        one.observe(v)
+    many.observe_many(values)
+    assert many.cumulative() == one.cumulative() == [("0.1", 4), ("1", 5), ("+Inf", 6)]
+    assert (many.count, many.sum) == (one.count, one.sum), "a negative value counts as 0"
+
+
 def _versioned(hub: Hub, user_id: str, token_version: int | None):
     sock = FakeSocket()
     sub = Subscriber(user_id, sock.send, sock.close, 16, hub.stats, token_version=token_version)
@@ -227,6 +237,21 @@ async def test_a_frame_is_prepared_once_and_written_to_every_socket_in_order():
     assert [d.writes for _, _, d in subs] == [1, 1, 1]
     assert hub.stats.frames_sent == 15 and hub.stats.notifications_delivered == 15
     assert hub.stats.latency.count == 15
+
+
+async def test_a_direct_socket_skips_the_frames_already_in_its_snapshot():
+    hub = Hub()
+    sock, out = FakeSocket(), FakeDirect()
+    sub = Subscriber(7, sock.send, sock.close, 16, hub.stats, max_bytes=1000, direct=out)
+    hub.add(sub)
+    # queued between registration and the snapshot, as in ws.py
+    hub.publish(7, "note 10", frozenset({10}), created_at=time.time())
+    hub.publish(7, "note 11", frozenset({11}), created_at=time.time())
+    sub.start(already_sent=frozenset({10}))
+    await wait_until(lambda: out.written, "the frame the snapshot did not carry")
+    assert out.written == ["note 11"] and sub.buffered_bytes == 0
+    assert hub.stats.frames_sent == hub.stats.notifications_delivered == 1
+    assert hub.stats.latency.count == 1
 
 
 async def test_a_backed_up_transport_keeps_a_backlog_and_resumes_in_order():

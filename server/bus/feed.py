@@ -16,6 +16,7 @@ import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import asyncpg
 
@@ -31,8 +32,9 @@ class Cursor:
     xip: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Frame:
+class Frame(NamedTuple):
+    # a tuple, not a dataclass: one is made per notification row, and a
+    # frozen dataclass costs twice as much to make
     user_id: str  # the recipient, as the application names it
     text: str
     ids: frozenset[int] = frozenset()  # notification ids carried, for de-duplication
@@ -121,12 +123,13 @@ class Feed:
         else:
             known = [u for u in users if u in self._users]
             new = [u for u in users if u not in self._users]
-        if not new:
-            older = prev  # no user needs the older window
+        # the window before `prev` is for new users only: without any, NULL,
+        # rather than `prev`'s own window looked up a second time
+        older_xmax, older_xip = (older.xmax, list(older.xip)) if new else (None, None)
         now = time.monotonic()
         recount = new + self._stale(now)
         rows = await conn.fetch(
-            Q.poll, prev.xmax, list(prev.xip), known, older.xmax, list(older.xip), new, recount
+            Q.poll, prev.xmax, list(prev.xip), known, older_xmax, older_xip, new, recount
         )
         notes, changes, counted, revoked = [], [], {}, {}
         cursor, seen = prev, 0
@@ -148,8 +151,7 @@ class Feed:
             self._users, self._users_list = set(users), users
             for gone in [u for u in self._counts if u not in self._users]:
                 del self._counts[gone]
-        counts = self._count(notes, changes, recount, counted, now)
-        missing = {r["user_id"] for r in notes} - counts.keys()
+        counts, missing = self._count(notes, changes, recount, counted, now)
         if missing:
             # every user the feed looks for has a kept count since the look
             # that found them new; should one lack it, count it now, just
@@ -178,50 +180,57 @@ class Feed:
             stale.append(user)
         return stale
 
-    def _count(self, notes, changes, recount, counted, now: float) -> dict[str, int]:
+    def _count(
+        self, notes, changes, recount, counted, now: float
+    ) -> tuple[dict[str, int], set[str]]:
         """Every user's unread count at the new snapshot: counted by the
         statement for the users asked for and those whose read state changed
-        (absent: none), else the kept count plus their new unread rows."""
+        (absent: none), else the kept count plus their new unread rows; and
+        the users with new rows who have neither (should never happen)."""
         exact = set(recount) | {r["user_id"] for r in changes}
-        fresh_unread: dict[str, int] = defaultdict(int)
+        fresh_unread: dict[str, int] = {}  # every user with new rows
         for row in notes:
-            if row["read_at"] is None and row["archived_at"] is None:
-                fresh_unread[row["user_id"]] += 1
+            user = row["user_id"]
+            unread = row["read_at"] is None and row["archived_at"] is None
+            fresh_unread[user] = fresh_unread.get(user, 0) + unread
         counts: dict[str, int] = {}
         for user in exact:
             if user in self._users:
                 counts[user] = counted.get(user, 0)
+        missing: set[str] = set()
         for user, n in fresh_unread.items():
-            if user not in counts and user in self._counts:
-                counts[user] = self._counts[user][0] + n
+            if user in counts:
+                continue
+            kept = self._counts.get(user)
+            if kept is None:
+                missing.add(user)
+            else:
+                counts[user] = kept[0] + n
         for user, n in counts.items():
             if user in exact:
                 self._counts[user] = (n, now)
                 self._counts.move_to_end(user)
             else:
                 self._counts[user] = (n, self._counts[user][1])
-        return counts
+        return counts, missing
 
 
 def _frames(notes, changes, counts: dict[str, int]) -> list[Frame]:
     frames: list[Frame] = []
     # unread_count "as of that event": count back from the snapshot's total
-    # over the later notifications of the same batch that are still unread.
+    # over the later notifications of the same batch that are still unread,
+    # from the last notification to the first.
     still_unread_after: dict[str, int] = defaultdict(int)
-    per_note: list[tuple[asyncpg.Record, int]] = []
     for row in reversed(notes):
-        uid = row["user_id"]
-        per_note.append((row, counts.get(uid, 0) - still_unread_after[uid]))
-        if row["read_at"] is None:
-            still_unread_after[uid] += 1
-    for row, count in reversed(per_note):
+        user = row["user_id"]
+        later = still_unread_after[user]
+        count = max(counts.get(user, 0) - later, 0)
         # the notification object comes as JSON text from the statement
-        text = (
-            f'{{"type":"notification","notification":{row["doc"]},"unread_count":{max(count, 0)}}}'
-        )
-        frames.append(
-            Frame(row["user_id"], text, frozenset((row["id"],)), row["created_at"].timestamp())
-        )
+        text = f'{{"type":"notification","notification":{row["doc"]},"unread_count":{count}}}'
+        frames.append(Frame(user, text, frozenset((row["id"],)), row["created_at"]))
+        if row["read_at"] is None:
+            still_unread_after[user] = later + 1
+    frames.reverse()
     for row in changes:
         text = wire.dumps(
             {

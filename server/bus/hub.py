@@ -209,26 +209,23 @@ class Subscriber:
         """Write the backlog to the transport, in one write, if it keeps up."""
         direct = self._direct
         assert direct is not None
-        backlog, skip, stats = self._backlog, self._skip, self._stats
         if not direct.writable():
             return
-        frames = []
-        now = None
-        while backlog:
-            out = backlog.popleft()
-            self.buffered_bytes -= out.size
-            if out.ids and out.ids <= skip:
-                continue
-            frames.append(out)
-            if out.created_at is not None:
-                if now is None:
-                    now = time.time()
-                stats.notifications_delivered += 1
-                stats.latency.observe(now - out.created_at)
+        backlog, skip = self._backlog, self._skip
+        frames = [out for out in backlog if not (out.ids and out.ids <= skip)]
+        backlog.clear()
+        self.buffered_bytes = 0
+        if not frames:
+            return
+        # the metrics once per write, not once per frame
+        now = time.time()
+        latencies = [now - out.created_at for out in frames if out.created_at is not None]
+        stats = self._stats
         stats.frames_sent += len(frames)
+        stats.notifications_delivered += len(latencies)
+        stats.latency.observe_many(latencies)
         try:
-            if frames:
-                direct.write(frames)
+            direct.write(frames)
         except ConnectionError:
             self.closed = True  # the socket is closing; its handler cleans up
 
