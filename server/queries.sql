@@ -14,8 +14,8 @@ SELECT pg_snapshot_xmax(s)::text AS xmax,
 -- ($1 xmax, $2 xip) for the users it already looked for ($3), and since the
 -- snapshot before that ($4, $5, which the feed makes $1, $2 when there is
 -- none, and NULL when no user is new: nothing is read twice) for users new
--- to it ($6, see feed.py); the unread counts of the
--- users it asks for ($7) and of those whose read state changed (the feed
+-- to it ($6, see feed.py); the unread counts (0 included) of the users it
+-- asks for ($7) and of those whose read state changed (the feed
 -- keeps the others' counts itself: counting a user's unread rows costs as
 -- many rows as they have); the token version still valid for a user whose
 -- tokens were revoked (NULL: the user is gone); and the new snapshot ('s'),
