@@ -45,12 +45,13 @@ PINNED = {
     "triggers/901_wake_servers_v2.sql": "99d2805ca2498a5eec14a98f57b95d4e102129c323b087f81b8ff33b86558eb9",
     "triggers/911_state_changes_v2.sql": "96f08ef2609d2a2abab45974baa33c38319a5c228e3095d54cdb6dd8faa2eb40",
     "triggers/921_tokens_revoked_v2.sql": "bd3d49b0f2c6359cb60cfc7b768789ad884ec1e060fb483a86ebec0b69b3b938",
-    "migrations/versions/0004_lean_writer_path.py": "d2dfdb68035953602e983ea2508caaefd12ae88abdec2bda56c6694fad1727f0",
+    "migrations/versions/0004_lean_writer_path.py": "32372f2bdc6a36e5f6cbd4869b86a56f5c89717ef4fdea4b2347828c2e7a80bb",
     "migrations/versions/demo_0003_deal_created_v3.py": "2f4bdd489befb5f15ea50c208bb4265834d057a82cfaec872c2375f0487670fd",
     "triggers/012_render_one_v2.sql": "bcb78ae2422da8ca2903e50814c6fac57c3c39812a70a09f68e722cb03dba611",
     "triggers/019_inline_helpers_v1.sql": "98a6f7493f5dcf979924cc4e4177223491312fdd1f64828d6c380ad2f3181a2c",
     "triggers/022_notify_v3.sql": "352ab2666b9b60ddcf0385b955623eacc84c7923bc0e0bbe99b51a83c18779b5",
     "triggers/demo/102_deal_created_v3.sql": "9c76531f97c8d92694e6ab58fbc1224b9ef540d30a724887d074b53c5d87e552",
+    "triggers/902_wake_servers_v3.sql": "8adf97bf5a17b0f810d6035a7aeccad894214c1fc704053fe8be589f9f7e5545",
 }
 
 

@@ -2,7 +2,8 @@
 reads preferences by index (notify_one_v2), and the SQL helpers it calls for
 every notification lose their SET clause so that they are inlined
 (019_inline_helpers_v1.sql; an application's own pgbell.role_members() is
-left as it is).
+left as it is); the wake-up trigger makes its check itself instead of
+calling pgbell.wake_v2() (902_wake_servers_v3.sql).
 
 Revision ID: 0004
 Revises: 0003
@@ -22,6 +23,7 @@ TRIGGER_FILES = [
     "012_render_one_v2.sql",
     "019_inline_helpers_v1.sql",
     "022_notify_v3.sql",
+    "902_wake_servers_v3.sql",
 ]
 
 
@@ -36,6 +38,25 @@ def downgrade() -> None:
     # still the installed one.
     run_sql(
         """
+        DROP TRIGGER _902_wake_servers_v3 ON pgbell.notifications;
+        DROP FUNCTION pgbell.wake_servers_v3();
+        CREATE FUNCTION pgbell.wake_servers_v2() RETURNS trigger
+        LANGUAGE plpgsql SECURITY DEFINER
+        SET search_path = pg_catalog, pg_temp AS $$
+        BEGIN
+            PERFORM pgbell.wake_v2();
+            RETURN NULL;
+        END;
+        $$;
+        COMMENT ON FUNCTION pgbell.wake_servers_v2() IS
+            'After INSERT on notifications: pgbell.wake_v2(), a NOTIFY only if a server may be asleep.';
+        REVOKE ALL ON FUNCTION pgbell.wake_servers_v2() FROM PUBLIC;
+        CREATE TRIGGER _901_wake_servers_v2
+            AFTER INSERT ON pgbell.notifications
+            FOR EACH STATEMENT EXECUTE FUNCTION pgbell.wake_servers_v2();
+        COMMENT ON TRIGGER _901_wake_servers_v2 ON pgbell.notifications IS
+            'After INSERT on notifications: every pgbell server sees the rows (a NOTIFY on pgbell_v1'
+            ' only if one may be asleep).';
         CREATE OR REPLACE FUNCTION pgbell.notify(
             kind text, user_ids text[] DEFAULT NULL, roles text[] DEFAULT NULL,
             data jsonb DEFAULT '{}', priority pgbell.priority DEFAULT NULL
