@@ -49,14 +49,15 @@ def downgrade() -> None:
         END;
         $$;
         COMMENT ON FUNCTION pgbell.wake_servers_v2() IS
-            'After INSERT on notifications: pgbell.wake_v2(), a NOTIFY only if a server may be asleep.';
+            'After INSERT on notifications: pgbell.wake_v2(), a NOTIFY only if a server'
+            ' may be asleep.';
         REVOKE ALL ON FUNCTION pgbell.wake_servers_v2() FROM PUBLIC;
         CREATE TRIGGER _901_wake_servers_v2
             AFTER INSERT ON pgbell.notifications
             FOR EACH STATEMENT EXECUTE FUNCTION pgbell.wake_servers_v2();
         COMMENT ON TRIGGER _901_wake_servers_v2 ON pgbell.notifications IS
-            'After INSERT on notifications: every pgbell server sees the rows (a NOTIFY on pgbell_v1'
-            ' only if one may be asleep).';
+            'After INSERT on notifications: every pgbell server sees the rows'
+            ' (a NOTIFY on pgbell_v1 only if one may be asleep).';
         CREATE OR REPLACE FUNCTION pgbell.notify(
             kind text, user_ids text[] DEFAULT NULL, roles text[] DEFAULT NULL,
             data jsonb DEFAULT '{}', priority pgbell.priority DEFAULT NULL

@@ -22,7 +22,9 @@ def upgrade() -> None:
 
 
 # what 101_deal_created_v2.sql drops before it creates v2; gone already here
-DROPS_V1 = "DROP TRIGGER _100_deal_created_v1 ON public.deals;\nDROP FUNCTION pgbell.deal_created_v1();\n"
+DROPS_V1 = (
+    "DROP TRIGGER _100_deal_created_v1 ON public.deals;\nDROP FUNCTION pgbell.deal_created_v1();\n"
+)
 
 
 def downgrade() -> None:
