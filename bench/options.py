@@ -33,6 +33,7 @@ class Options:
     sql_conns: int
     pgbench_seconds: float
     pgbench_clients: tuple[int, ...]
+    pgbench_rounds: int
     systems: tuple[str, ...]
     scenarios: tuple[str, ...]
     pgbell_url: str
@@ -130,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--pgbench-clients", type=_clients, default="1,16,64", help="pgbench client counts to try"
     )
+    c.add_argument(
+        "--pgbench-rounds", type=int, default=3,
+        help="rounds per client count, the set-ups' order rotated; medians compared",
+    )  # fmt: skip
     s = p.add_argument_group("selection and places")
     s.add_argument(
         "--systems",
@@ -177,6 +182,8 @@ def parse(argv: list[str] | None = None) -> Options:
         p.error("--max-inflight must be 1..1024 and --sql-conns 1..64")
     if not 1 <= a.pgbench_seconds <= 600:
         p.error("--pgbench-seconds must be between 1 and 600")
+    if not 1 <= a.pgbench_rounds <= 20:
+        p.error("--pgbench-rounds must be between 1 and 20")
     require_loopback(a.pgbell_url)
     return Options(
         users=a.users,
@@ -189,6 +196,7 @@ def parse(argv: list[str] | None = None) -> Options:
         sql_conns=a.sql_conns,
         pgbench_seconds=a.pgbench_seconds,
         pgbench_clients=a.pgbench_clients,
+        pgbench_rounds=a.pgbench_rounds,
         systems=a.systems,
         scenarios=a.scenarios,
         pgbell_url=a.pgbell_url,

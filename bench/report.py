@@ -117,21 +117,25 @@ LATENCY_HEADER = [
 
 
 WRITERS_HEADER = [
-    "clients", "set-up", "commits/s", "x plain", "rows committed", "delivered", "lost",
+    "clients", "set-up", "round", "commits/s", "x plain", "rows committed", "delivered", "lost",
     "resumed", "server CPU s", "NOTIFYs", "fetches",
 ]  # fmt: skip
 
 
 def writers_rows(runs: list[dict]) -> list[list[str]]:
-    plain = {r["clients"]: r["commits_per_s"] for r in runs if r["setup"] == "plain"}
+    """A row per run; "x plain" against the plain run of the same round."""
+    plain = {(r["clients"], r.get("round", 0)): r["commits_per_s"]
+             for r in runs if r["setup"] == "plain"}  # fmt: skip
     rows = []
-    for r in sorted(runs, key=lambda r: r["clients"]):  # stable: set-ups stay in run order
-        base = plain.get(r["clients"])
+    # stable: set-ups stay in run order within a round
+    for r in sorted(runs, key=lambda r: (r["clients"], r.get("round", 0))):
+        base = plain.get((r["clients"], r.get("round", 0)))
         lost = r["frames_lost"]
         rows.append(
             [
                 str(r["clients"]),
                 r["setup"],
+                str(r.get("round", 0) + 1),
                 f"{r['commits_per_s']:.0f}",
                 f"{r['commits_per_s'] / base:.2f}" if base else "-",
                 str(r["rows_committed"]),
@@ -146,15 +150,51 @@ def writers_rows(runs: list[dict]) -> list[list[str]]:
     return rows
 
 
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def writers_medians(runs: list[dict]) -> dict[tuple[int, str], float]:
+    """(clients, set-up) -> the median of its rounds' commits/s."""
+    by: dict[tuple[int, str], list[float]] = {}
+    for r in runs:
+        by.setdefault((r["clients"], r["setup"]), []).append(r["commits_per_s"])
+    return {k: _median(v) for k, v in by.items()}
+
+
+def writers_summary(runs: list[dict]) -> str:
+    """Per client count and set-up: the median over the rounds, x plain from
+    the medians, the spread; and the wake-up's cost, 1 - pgbell / no wake-up."""
+    med = writers_medians(runs)
+    spread: dict[tuple[int, str], list[float]] = {}
+    for r in runs:
+        spread.setdefault((r["clients"], r["setup"]), []).append(r["commits_per_s"])
+    header = ["clients", "set-up", "rounds", "median commits/s", "x plain", "min..max", "lost"]
+    rows = []
+    for (c, setup), m in sorted(med.items(), key=lambda kv: kv[0][0]):
+        base = med.get((c, "plain"))
+        lost = [r["frames_lost"] for r in runs if (r["clients"], r["setup"]) == (c, setup)]
+        xs = spread[c, setup]
+        rows.append([
+            str(c), setup, str(len(xs)), f"{m:.0f}", f"{m / base:.2f}" if base else "-",
+            f"{min(xs):.0f}..{max(xs):.0f}",
+            "-" if None in lost else str(sum(lost)),
+        ])  # fmt: skip
+    return "Medians over the rounds\n" + format_table(header, rows) + "\n" + wake_up_cost(runs)
+
+
 def wake_up_cost(runs: list[dict]) -> str:
-    """1 - pgbell / no wake-up at each client count: what the wake-up costs."""
-    by = {(r["setup"], r["clients"]): r["commits_per_s"] for r in runs}
+    """1 - pgbell / no wake-up at each client count, from the medians of the
+    rounds: what the wake-up costs."""
+    med = writers_medians(runs)
     parts = [
-        f"{c} client{'s' if c > 1 else ''} {1 - by['pgbell', c] / by['no wake-up', c]:.0%}"
+        f"{c} client{'s' if c > 1 else ''} {1 - med[c, 'pgbell'] / med[c, 'no wake-up']:.0%}"
         for c in sorted({r["clients"] for r in runs})
-        if by.get(("pgbell", c)) and by.get(("no wake-up", c))
+        if med.get((c, "pgbell")) and med.get((c, "no wake-up"))
     ]
-    return "wake-up cost (1 - pgbell / no wake-up): " + (", ".join(parts) or "-")
+    return "wake-up cost (1 - pgbell / no wake-up, medians): " + (", ".join(parts) or "-")
 
 
 def render_writers(w: dict, nproc: str) -> str:
@@ -164,13 +204,14 @@ def render_writers(w: dict, nproc: str) -> str:
         f" {1 + w['managers']} notification rows each ({w['owners']} owners and"
         f" {w['managers']} managers, one socket each); {nproc} cores",
         format_table(WRITERS_HEADER, writers_rows(w["runs"])),
-        wake_up_cost(w["runs"]),
+        "",
+        writers_summary(w["runs"]),
         "server CPU s: pgbell serve, from pgbench's start to the run's last frame;"
         " NOTIFYs and fetches: its listener's; resumed: sockets the server closed"
         " that came back with ?since= (their missed rows count as delivered)",
     ]
     for r in w["runs"]:
-        tag = f"{r['setup']} at {r['clients']} clients"
+        tag = f"{r['setup']} at {r['clients']} clients, round {r.get('round', 0) + 1}"
         if r["failed"]:
             parts.append(f"- {tag}: {r['failed']} pgbench transactions failed")
         if r["frames_extra"] or r["frames_duplicate"]:

@@ -74,6 +74,7 @@ async def main_async(opts: options.Options, procs: list[ServerProcess]) -> int:
             url=opts.pgbell_url,
             clients=opts.pgbench_clients,
             seconds=opts.pgbench_seconds,
+            rounds=opts.pgbench_rounds,
             logs=logs,
         )
         try:

@@ -3,7 +3,8 @@
 
 pgbench commits one demo deal per transaction, the owner at random among
 the non-managers; each deal notifies its owner and the 5 managers, 6
-notification rows. Four set-ups, each at 1, 16 and 64 pgbench clients:
+notification rows. Four set-ups, each at 1, 16 and 64 pgbench clients, in
+3 rounds (--rounds) whose order rotates; the report compares the medians:
 
 - plain: the same deal and the same 6 rows written by plain SQL into
   look-alike tables (bench/writers_sql.py): no pgbell function, no
@@ -73,6 +74,7 @@ class Plan:
     wait: float = 30.0  # at most, for a run's frames after pgbench ends
     idle_seconds: float = 10.0
     setups: tuple[str, ...] = SETUPS
+    rounds: int = 3
     logs: Path = ROOT / "bench" / "results" / "logs"
 
 
@@ -135,7 +137,7 @@ async def _delivered(sockets: Sockets, owed: dict[str, int], wait: float) -> tup
 
 async def run_once(
     setup: str, clients: int, plan: Plan, srv: Server, sockets: Sockets,
-    http: aiohttp.ClientSession, bench: tuple[str, int, int, Path],
+    http: aiohttp.ClientSession, bench: tuple[str, int, int, Path], round_: int = 0,
 ) -> dict:  # fmt: skip
     binary, lo, hi, script = bench
     table = f"{wsql.PLAIN}.notifications" if setup == "plain" else "pgbell.notifications"
@@ -155,6 +157,7 @@ async def run_once(
     figures.update(
         setup=setup,
         clients=clients,
+        round=round_,
         rows_committed=rows,
         frames_delivered=delivered,
         frames_lost=lost,
@@ -170,7 +173,8 @@ async def run_once(
         server_fetches=int(m1.get("wakeups", 0) - m0.get("wakeups", 0)),
     )
     print(
-        f"  {setup:<13} {clients:>2} clients: {figures['commits_per_s']:>8.1f} commits/s,"
+        f"  {setup:<13} {clients:>2} clients, round {round_ + 1}:"
+        f" {figures['commits_per_s']:>8.1f} commits/s,"
         f" rows {rows}, delivered {delivered}, lost {lost if lost is not None else '-'},"
         f" server CPU {figures['server_cpu_s']} s, NOTIFYs {figures['server_notifies']},"
         f" sockets closed {sum(got['closes'].values())}",
@@ -235,12 +239,24 @@ async def _serving(plan: Plan, env: dict, setup: str, procs: list, users: list):
         await srv.proc.stop()
 
 
+def order(setups: tuple[str, ...], round_: int) -> tuple[str, ...]:
+    """The set-ups of one round: rotated by one place a round, so that no
+    set-up always runs first, or always right after the same other one."""
+    k = round_ % len(setups)
+    return setups[k:] + setups[:k]
+
+
 async def measure(plan: Plan, procs: list | None = None) -> dict:
-    """Every (clients, set-up) run, then the idle cost; servers stopped after.
+    """Every (clients, round, set-up) run, then the idle cost; servers
+    stopped after.
 
     The set-ups take turns at each client count, each with a server of its
     own started afresh: on a machine shared with other work, set-ups run
-    minutes apart would be compared under different neighbours."""
+    minutes apart would be compared under different neighbours. One run
+    moves by 10 to 20% on this machine, and a run in a fixed place (first,
+    or right after another's heavy writing) can be slower every time; so
+    each client count runs `rounds` rounds in rotated orders, and the
+    report compares medians."""
     procs = [] if procs is None else procs
     binary = find_pgbench()
     env, lo, hi = await prepare(plan)
@@ -249,20 +265,21 @@ async def measure(plan: Plan, procs: list | None = None) -> dict:
         wake = wsql.wake_triggers(conn)
     print(f"writers: the wake-up triggers on pgbell.notifications: {wake}", flush=True)
     out: dict = {"runs": [], "idle": [], "owners": plan.owners, "managers": plan.managers,
-                 "seconds": plan.seconds, "wake_triggers": wake}  # fmt: skip
+                 "seconds": plan.seconds, "rounds": plan.rounds,
+                 "wake_triggers": wake}  # fmt: skip
     names = [f"user{i}" for i in range(plan.owners + plan.managers)]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
         # tokens outlive the server that issued them
         async with _serving(plan, env, "pgbell", procs, []) as (srv, _):
             users = list((await login_all(http, srv.base, names)).values())
         for c in plan.clients:
-            for setup in plan.setups:
-                async with _serving(plan, env, setup, procs, users) as (srv, sockets):
-                    script = scripts["plain" if setup == "plain" else "pgbell"]
-                    figures = await run_once(
-                        setup, c, plan, srv, sockets, http, (binary, lo, hi, script)
-                    )
-                    out["runs"].append(figures)
+            for r in range(plan.rounds):
+                for setup in order(plan.setups, r):
+                    async with _serving(plan, env, setup, procs, users) as (srv, sockets):
+                        script = scripts["plain" if setup == "plain" else "pgbell"]
+                        bench = (binary, lo, hi, script)
+                        figures = await run_once(setup, c, plan, srv, sockets, http, bench, r)
+                        out["runs"].append(figures)
         if plan.idle_seconds > 0:
             async with _serving(plan, env, "pgbell", procs, users) as (srv, _):
                 pid, seconds = srv.proc.pid, plan.idle_seconds
@@ -283,6 +300,7 @@ def parse(argv: list[str] | None = None) -> tuple[Plan, Path]:
     p.add_argument("--wait", type=float, default=30.0, help="seconds a run's frames may take")
     p.add_argument("--idle-seconds", type=float, default=10.0, help="0 skips the idle cost")
     p.add_argument("--setups", default=",".join(SETUPS), help="set-ups to run, in order")
+    p.add_argument("--rounds", type=int, default=3, help="rounds per client count, rotated")
     p.add_argument("--pgbell-url", default=DEFAULT_URL, help="DROPPED and recreated")
     p.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
     a = p.parse_args(argv)
@@ -297,11 +315,13 @@ def parse(argv: list[str] | None = None) -> tuple[Plan, Path]:
         p.error(f"--setups: choose from {', '.join(SETUPS)}")
     if not 1 <= a.seconds <= 600 or not 5 <= a.wait <= 600 or not 0 <= a.idle_seconds <= 600:
         p.error("--seconds must be 1..600, --wait 5..600, --idle-seconds 0..600")
+    if not 1 <= a.rounds <= 20:
+        p.error("--rounds must be 1..20")
     if not 1 <= a.owners <= 1000 or not 1 <= a.managers <= 100:
         p.error("--owners must be 1..1000 and --managers 1..100")
     require_loopback(a.pgbell_url)
     plan = Plan(a.pgbell_url, clients, a.seconds, a.owners, a.managers, a.wait,
-                a.idle_seconds, setups, a.results_dir / "logs")  # fmt: skip
+                a.idle_seconds, setups, a.rounds, a.results_dir / "logs")  # fmt: skip
     return plan, a.results_dir
 
 
