@@ -121,19 +121,46 @@ SET TimeZone = 'UTC';
 
 -- name: fall_asleep
 -- A server falls asleep (docs/architecture.md "Adaptive wake-up"): it takes
--- the window lock, never waiting; false: a writer is between its check and
--- the end of its transaction, so the server keeps looking.
-SELECT pg_try_advisory_lock(1885823596, 1);
+-- the window lock of every one of the 16 slots (1885823596, 1 + 2 * slot),
+-- never waiting; false: a writer is between its check and the end of its
+-- transaction, so the server keeps looking, and lets go of the windows it
+-- took (in this order: the tries are all made, then the release, which
+-- refers to the outcome row so that it runs after it).
+WITH tried AS MATERIALIZED (
+    SELECT s, pg_try_advisory_lock(1885823596, 1 + 2 * s) AS got
+      FROM generate_series(0, 15) AS s
+), outcome AS MATERIALIZED (
+    SELECT bool_and(got) AS all_got FROM tried
+)
+SELECT all_got
+       OR (SELECT count(CASE WHEN got THEN pg_advisory_unlock(1885823596, 1 + 2 * s) END)
+             FROM tried WHERE NOT o.all_got) < 0 AS held
+  FROM outcome AS o;
 
 -- name: mark_asleep
--- Holding the window: mark this session asleep, then let the window go
--- (in this order: the target list is evaluated left to right).
-SELECT pg_try_advisory_lock_shared(1885823596, 2) AS asleep,
-       pg_advisory_unlock(1885823596, 1) AS released;
+-- Holding every window: mark this session asleep in every slot
+-- (1885823596, 2 + 2 * slot), then let the windows go (in this order: the
+-- asleep locks are all taken before the release). A slot whose asleep lock
+-- a writer's probe held at that instant is not taken: then the server lets
+-- go of the others too and stays awake.
+WITH marked AS MATERIALIZED (
+    SELECT s, pg_try_advisory_lock_shared(1885823596, 2 + 2 * s) AS got
+      FROM generate_series(0, 15) AS s
+), outcome AS MATERIALIZED (
+    SELECT bool_and(got) AS asleep FROM marked
+)
+SELECT asleep,
+       (SELECT bool_and(pg_advisory_unlock(1885823596, 1 + 2 * s))
+          FROM generate_series(0, 15) AS s WHERE o.asleep IS NOT NULL) AS released,
+       asleep
+       OR (SELECT count(CASE WHEN got THEN pg_advisory_unlock_shared(1885823596, 2 + 2 * s) END)
+             FROM marked WHERE NOT o.asleep) < 0 AS undone
+  FROM outcome AS o;
 
 -- name: wake_up
--- Awake again: writers stop sending NOTIFYs once no server holds this.
-SELECT pg_advisory_unlock_shared(1885823596, 2);
+-- Awake again: writers stop sending NOTIFYs once no server holds these.
+SELECT bool_and(pg_advisory_unlock_shared(1885823596, 2 + 2 * s))
+  FROM generate_series(0, 15) AS s;
 
 -- name: unread_counts
 SELECT user_id, count(*) AS n

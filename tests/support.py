@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+import asyncpg
 import psycopg
 
 from pgbell.passwords import hash_password
@@ -134,3 +135,31 @@ async def wait_until(predicate, what: str, timeout: float = DEFAULT_WAIT, interv
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not true within {timeout} s")
         await asyncio.sleep(interval)
+
+
+WAKE_SLOTS = 16  # db/triggers/903_wake_servers_v4.sql: a session's slot is its pid mod 16
+
+
+async def connections_in_every_slot(url: str, attempts: int = 400) -> list[asyncpg.Connection]:
+    """One asyncpg connection per wake-up slot, in slot order: connections
+    are opened until every slot has one; the others are closed."""
+    by_slot: dict[int, asyncpg.Connection] = {}
+    spare: list[asyncpg.Connection] = []
+    try:
+        for _ in range(attempts):
+            if len(by_slot) == WAKE_SLOTS:
+                break
+            conn = await asyncpg.connect(url)
+            slot = conn.get_server_pid() % WAKE_SLOTS
+            if slot in by_slot:
+                spare.append(conn)
+            else:
+                by_slot[slot] = conn
+    finally:
+        for conn in spare:
+            await conn.close()
+    if len(by_slot) < WAKE_SLOTS:
+        for conn in by_slot.values():
+            await conn.close()
+        raise AssertionError(f"{attempts} connections left slots empty: {sorted(by_slot)}")
+    return [by_slot[s] for s in range(WAKE_SLOTS)]

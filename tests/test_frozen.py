@@ -52,6 +52,8 @@ PINNED = {
     "triggers/022_notify_v3.sql": "352ab2666b9b60ddcf0385b955623eacc84c7923bc0e0bbe99b51a83c18779b5",
     "triggers/demo/102_deal_created_v3.sql": "9c76531f97c8d92694e6ab58fbc1224b9ef540d30a724887d074b53c5d87e552",
     "triggers/902_wake_servers_v3.sql": "8adf97bf5a17b0f810d6035a7aeccad894214c1fc704053fe8be589f9f7e5545",
+    "migrations/versions/0005_wake_slots.py": "353ffddd544720796e356ab4faf9cbba3f2133cce14e785f6fee93568d397bcf",
+    "triggers/903_wake_servers_v4.sql": "80ac137f99df131adea4a7ae5cf4914db5f35f3c91be4a3bf088e1c43bdbb5d2",
 }
 
 

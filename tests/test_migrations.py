@@ -122,3 +122,33 @@ def test_0004_frees_the_installed_role_members_only(empty_database):
         members = conn.execute("SELECT pgbell.role_members('x')").fetchall()
     assert config == "search_path=pg_catalog, pg_temp", "the application's version is left as is"
     assert "staff-" in src and members == [("staff-x",)]
+
+
+WAKE_TRIGGERS = """
+SELECT t.tgname, t.tgfoid::regprocedure::text FROM pg_trigger t
+ WHERE t.tgrelid = 'pgbell.notifications'::regclass AND t.tgname LIKE '\\_90%'
+"""
+
+
+def test_0005_puts_the_wake_up_in_slots_and_down_gives_back_v3(empty_database):
+    migrate.upgrade(empty_database)
+    with psycopg.connect(empty_database) as conn:
+        assert conn.execute(WAKE_TRIGGERS).fetchall() == [
+            ("_903_wake_servers_v4", "pgbell.wake_servers_v4()")
+        ]
+    migrate.downgrade(empty_database, "0004")
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        assert conn.execute(WAKE_TRIGGERS).fetchall() == [
+            ("_902_wake_servers_v3", "pgbell.wake_servers_v3()")
+        ]
+        assert conn.execute("SELECT to_regprocedure('pgbell.wake_servers_v4()')").fetchone() == (
+            None,
+        )
+        # v3 still notifies: a row written through it, and its trigger ran
+        conn.execute("INSERT INTO pgbell.templates (kind, title) VALUES ('ping', 'Ping')")
+        assert conn.execute("SELECT pgbell.notify('ping', ARRAY['u-1'])").fetchone() == (1,)
+    migrate.upgrade(empty_database)
+    with psycopg.connect(empty_database) as conn:
+        assert conn.execute(WAKE_TRIGGERS).fetchall() == [
+            ("_903_wake_servers_v4", "pgbell.wake_servers_v4()")
+        ]

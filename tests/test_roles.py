@@ -77,7 +77,7 @@ def test_public_may_execute_no_pgbell_function_and_each_pins_its_search_path(dat
     assert {
         "pgbell.notify(text,text[],text[],jsonb,pgbell.priority)",
         "pgbell.state_changes_v2()",
-        "pgbell.wake_servers_v3()",
+        "pgbell.wake_servers_v4()",
         "pgbell.wake_v2()",
         "pgbell.deal_created_v3()",
         "pgbell.notify_one_v2(text,text[],text[],jsonb,pgbell.priority,boolean)",

@@ -37,7 +37,7 @@ def test_rules_lists_every_trigger_from_the_catalog(database_url):
     assert set(rows) == {
         "_102_deal_created_v3",
         "_111_payment_received_v2",
-        "_902_wake_servers_v3",
+        "_903_wake_servers_v4",
         "_911_state_changes_v2",
         "_921_tokens_revoked_v2",
     }

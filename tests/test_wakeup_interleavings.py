@@ -28,7 +28,7 @@ import pytest
 
 from pgbell.bus.feed import Feed
 from pgbell.bus.listener import CHANNEL, Listener
-from tests.support import DEFAULT_WAIT
+from tests.support import DEFAULT_WAIT, connections_in_every_slot
 
 WRITER_STEPS = 3
 SERVER_STEPS = 7
@@ -154,14 +154,17 @@ async def run_schedule(
 @pytest.mark.parametrize("level", LEVELS)
 async def test_every_interleaving_delivers(ping_database: str, level: str) -> None:
     pool = await asyncpg.create_pool(ping_database, min_size=1, max_size=2)
-    writer = await asyncpg.connect(ping_database)
+    writers = await connections_in_every_slot(ping_database)
     poker = await asyncpg.connect(ping_database)
     try:
         for n, schedule in enumerate(schedules()):
+            # n mod 16: each slot gets about 20 schedules of every length
+            writer = writers[n % len(writers)]
             await run_schedule(ping_database, pool, writer, poker, schedule, level, n)
     finally:
         await pool.close()
-        await writer.close()
+        for writer in writers:
+            await writer.close()
         await poker.close()
 
 
