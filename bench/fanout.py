@@ -24,6 +24,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import resource
 import secrets
 import signal
@@ -44,7 +45,7 @@ from bench.fanout_report import storm_table, table  # noqa: E402
 from bench.options import ROOT, require_loopback  # noqa: E402
 from bench.procs import ServerProcess, free_port  # noqa: E402
 from bench.stats import summary_ms  # noqa: E402
-from bench.systems import PGBELL, fresh_pgbell_database  # noqa: E402
+from bench.systems import PGBELL, fresh_pgbell_database, run_bounded  # noqa: E402
 
 SYSTEMS = ("pgbell", "pgbell-deflate", "floor", "floor-deflate")
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/pgbell_fanout"
@@ -238,6 +239,21 @@ def _merge(dicts) -> dict:
     return out
 
 
+async def send_floor(n: int) -> dict | None:
+    """bench/send_floor.py in a process of its own: what N bare send()s cost."""
+    argv = [sys.executable, str(ROOT / "bench" / "send_floor.py"), "--sockets", str(n)]
+    try:
+        out = await run_bounded(argv, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, ROOT, 300)
+    except (RuntimeError, OSError) as e:
+        print(f"bench: send floor: {e}", file=sys.stderr, flush=True)
+        return None
+    m = re.search(r"one (\d+)-byte frame each, .*median ([\d.]+) CPU s per 10,000 frames", out)
+    if m is None:
+        print(f"bench: send floor: no figure in {out[-300:]!r}", file=sys.stderr, flush=True)
+        return None
+    return {"sockets": n, "frame_bytes": int(m.group(1)), "cpu_s_per_10k": float(m.group(2))}
+
+
 async def main_async(a: argparse.Namespace) -> int:
     logs = a.results_dir / "logs"
     secret = secrets.token_urlsafe(36)
@@ -258,12 +274,20 @@ async def main_async(a: argparse.Namespace) -> int:
         except (RuntimeError, OSError, aiohttp.ClientError, psycopg.Error) as e:
             print(f"bench: {name}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
             result["problems"].append(f"{name}: {e}".splitlines()[0])
+    result["send_floor"] = await send_floor(min(a.sockets, 15_000))
     result["machine"] = await asyncio.to_thread(report.machine, a.pgbell_url, Path("/nonexistent"))
     print()
     print(
         f"{a.sockets} sockets ({len(users)} users x {a.per_user}), clients offer permessage-deflate"
     )
     print(table(result["runs"]))
+    if result["send_floor"] is not None:
+        f = result["send_floor"]
+        print(
+            f"the kernel alone (bench/send_floor.py): one send() of a {f['frame_bytes']}-byte frame"
+            f" on each of {f['sockets']} loopback sockets costs {f['cpu_s_per_10k']:.3f} CPU s"
+            " per 10,000 frames (median of 5 rounds)"
+        )
     if a.storm and result["runs"]:
         print("\nReconnect storm: every socket at once, with ?since= (scenario 3)")
         print(storm_table(result["runs"]))
