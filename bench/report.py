@@ -185,16 +185,37 @@ def writers_summary(runs: list[dict]) -> str:
     return "Medians over the rounds\n" + format_table(header, rows) + "\n" + wake_up_cost(runs)
 
 
+def _pct(x: float) -> str:
+    text = f"{x:.0%}"
+    return "0%" if text == "-0%" else text
+
+
 def wake_up_cost(runs: list[dict]) -> str:
-    """1 - pgbell / no wake-up at each client count, from the medians of the
-    rounds: what the wake-up costs."""
+    """1 - pgbell / no wake-up at each client count: what the wake-up costs.
+    Round by round (each round's two runs are close in time, so a slow
+    spell of the machine weighs on both) and their median, which is the
+    figure; and from the set-ups' medians over the rounds."""
     med = writers_medians(runs)
-    parts = [
-        f"{c} client{'s' if c > 1 else ''} {1 - med[c, 'pgbell'] / med[c, 'no wake-up']:.0%}"
-        for c in sorted({r["clients"] for r in runs})
-        if med.get((c, "pgbell")) and med.get((c, "no wake-up"))
-    ]
-    return "wake-up cost (1 - pgbell / no wake-up, medians): " + (", ".join(parts) or "-")
+    by = {(r["clients"], r.get("round", 0), r["setup"]): r["commits_per_s"] for r in runs}
+    parts = []
+    for c in sorted({r["clients"] for r in runs}):
+        if not (med.get((c, "pgbell")) and med.get((c, "no wake-up"))):
+            continue
+        rounds = sorted({r.get("round", 0) for r in runs if r["clients"] == c})
+        each = [
+            1 - by[c, r, "pgbell"] / by[c, r, "no wake-up"]
+            for r in rounds
+            if by.get((c, r, "pgbell")) and by.get((c, r, "no wake-up"))
+        ]
+        of_medians = 1 - med[c, "pgbell"] / med[c, "no wake-up"]
+        parts.append(
+            f"{c} client{'s' if c > 1 else ''} {_pct(_median(each))}"
+            f" (round by round: {', '.join(_pct(x) for x in each)};"
+            f" from the medians: {_pct(of_medians)})"
+        )
+    return "wake-up cost (1 - pgbell / no wake-up, median of the rounds): " + (
+        "; ".join(parts) or "-"
+    )
 
 
 def render_writers(w: dict, nproc: str) -> str:
