@@ -137,3 +137,32 @@ async def test_counting_a_user_reads_that_users_unread_rows_not_everyones(conns)
             "SELECT pg_stat_get_xact_tuples_returned('pgbell.notifications_unread_idx'::regclass)"
         )
     assert read <= 10, f"counting ann read {read} entries of the unread index"
+
+
+async def test_each_frame_counts_as_of_its_row_when_a_later_row_is_archived(conns):
+    """A batch's frames carry the count as of each notification: counted back
+    from the total over the later rows still unread. A later row archived
+    unread (read_at NULL, archived_at set) is not unread."""
+    pool, look, writer = conns
+    feed = Feed(pool, lambda: ["ann"])
+    await feed.start()
+    await writer.execute("SELECT pgbell.notify('ping', ARRAY['ann'])")
+    await feed.poll(look)  # ann counted: 1
+    async with writer.transaction():
+        await writer.execute("SELECT pgbell.notify('ping', ARRAY['ann'])")
+        first = await writer.fetchval(
+            "SELECT max(id) FROM pgbell.notifications WHERE user_id = 'ann'"
+        )
+        await writer.execute("SELECT pgbell.notify('ping', ARRAY['ann'])")
+        await writer.execute(
+            "UPDATE pgbell.notifications SET archived_at = now() WHERE user_id = 'ann' AND id > $1",
+            first,
+        )
+    frames = [json.loads(f.text) for f in (await feed.poll(look)).frames]
+    got = [
+        (f["notification"]["id"], f["unread_count"]) for f in frames if f["type"] == "notification"
+    ]
+    assert len(got) == 2 and got[0][0] == first, got
+    # after the first new row: 2 unread; after the second, archived: still 2
+    assert [n for _, n in got] == [2, 2], got
+    assert await _unread(writer, "ann") == 2

@@ -228,7 +228,7 @@ def _frames(notes, changes, counts: dict[str, int]) -> list[Frame]:
         # the notification object comes as JSON text from the statement
         text = f'{{"type":"notification","notification":{row["doc"]},"unread_count":{count}}}'
         frames.append(Frame(user, text, frozenset((row["id"],)), row["created_at"]))
-        if row["read_at"] is None:
+        if row["read_at"] is None and row["archived_at"] is None:
             still_unread_after[user] = later + 1
     frames.reverse()
     for row in changes:
