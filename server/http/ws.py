@@ -93,6 +93,10 @@ class Socket(web.WebSocketResponse):
             await life
         await super().write_eof()
 
+    async def close_with(self, code: int, reason: str) -> None:
+        """close() as the hub calls it (a bound method, not a closure per socket)."""
+        await self.close(code=code, message=reason.encode())
+
 
 def _query(request: web.Request) -> dict[str, str]:
     """The first value of each query parameter. Parsed here, not through
@@ -156,7 +160,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     sub = Subscriber(
         caller.user_id,
         ws.send_str,
-        _closer(ws),
+        ws.close_with,
         settings.send_queue_size,
         hub.stats,
         token_version=caller.claims.get(OWN_TOKEN_VERSION),
@@ -256,13 +260,6 @@ async def _close_on_failure(ws: web.WebSocketResponse, e: Exception, doing: str)
     else:
         log.exception("socket failed while %s", doing)
         await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal_error")
-
-
-def _closer(ws: web.WebSocketResponse):
-    async def close(code: int, reason: str) -> None:
-        await ws.close(code=code, message=reason.encode())
-
-    return close
 
 
 def _error(message: str, code: str = "invalid_request") -> str:
