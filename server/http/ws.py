@@ -79,11 +79,15 @@ class Socket(web.WebSocketResponse):
     the middlewares' suspended frames nor the handler's locals (the
     request's query, the token's claims): 2 KB of its 20."""
 
-    # a slot: aiohttp sets 29 attributes on a WebSocketResponse, and past 30
-    # CPython 3.11 gives the instance a dict of its own (1.5 KB)
-    __slots__ = ("life",)
+    # Slots, for what would take a WebSocketResponse past 30 attributes, where
+    # CPython 3.11 gives an instance a dict of its own (1.5 KB): aiohttp sets
+    # 29 at the handshake, and two more at the socket's first heartbeat (the
+    # ping's task and the pong's timer, class attributes until then).
+    __slots__ = ("life", "_ping_task", "_pong_response_cb")
 
     def __init__(self, **kwargs: Any) -> None:
+        self._ping_task: asyncio.Task[None] | None = None
+        self._pong_response_cb: asyncio.TimerHandle | None = None
         super().__init__(**kwargs)
         self.life: Coroutine[Any, Any, None] | None = None
 
