@@ -32,6 +32,8 @@ SLOW_CONSUMER_CLOSE = 1013
 REVOKED_CLOSE = 4401  # as for any refused token
 INTERNAL_ERROR_CLOSE = 1011
 MAX_REMEMBERED_REVOCATIONS = 100_000
+# what a socket whose snapshot carried no notification skips: one set for all
+NOTHING_SENT: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -97,7 +99,29 @@ class Subscriber:
     empty. The backlog holds at most `queue_size` frames and, when
     `max_bytes` is set, the backlog and the transport together hold at most
     `max_bytes` bytes (a frame being sent counts until it was written): a
-    client that does not read is closed past either."""
+    client that does not read is closed past either.
+
+    Kept lean, as there is one per socket: slots, and a backlog only while
+    frames wait (an empty deque is 760 bytes)."""
+
+    __slots__ = (
+        "user_id",
+        "token_version",
+        "_send",
+        "_close",
+        "_direct",
+        "_backlog",
+        "_queue_size",
+        "_max_bytes",
+        "buffered_bytes",
+        "_stats",
+        "_started",
+        "_scheduled",
+        "_task",
+        "_skip",
+        "_schedule",
+        "closed",
+    )
 
     def __init__(
         self,
@@ -117,7 +141,7 @@ class Subscriber:
         self._send = send
         self._close = close
         self._direct = direct
-        self._backlog: deque[Outgoing] = deque()
+        self._backlog: deque[Outgoing] | None = None  # None while empty
         self._queue_size = queue_size
         self._max_bytes = max_bytes
         self.buffered_bytes = 0  # of the backlog
@@ -125,7 +149,7 @@ class Subscriber:
         self._started = False
         self._scheduled = False
         self._task: asyncio.Task[None] | None = None
-        self._skip: frozenset[int] = frozenset()
+        self._skip = NOTHING_SENT
         self._schedule: Callable[[Subscriber], None] = _call_soon
         self.closed = False
 
@@ -147,6 +171,8 @@ class Subscriber:
         if self.closed:
             return
         backlog = self._backlog
+        if backlog is None:
+            backlog = self._backlog = deque()
         if len(backlog) >= self._queue_size:
             self._slow_consumer()
             return
@@ -184,10 +210,10 @@ class Subscriber:
         self.closed = True
         asyncio.get_running_loop().create_task(self._close(code, reason))
 
-    def start(self, already_sent: frozenset[int] = frozenset()) -> None:
+    def start(self, already_sent: frozenset[int] = NOTHING_SENT) -> None:
         """Begin sending queued frames, skipping notifications already sent in
         the snapshot (the backlog may hold frames from before it was taken)."""
-        self._skip = already_sent
+        self._skip = already_sent or NOTHING_SENT
         self._started = True
         if self._backlog and not self._scheduled:
             self._scheduled = True
@@ -212,8 +238,10 @@ class Subscriber:
         if not direct.writable():
             return
         backlog, skip = self._backlog, self._skip
+        if not backlog:
+            return
         frames = [out for out in backlog if not (out.ids and out.ids <= skip)]
-        backlog.clear()
+        self._backlog = None
         self.buffered_bytes = 0
         if not frames:
             return
@@ -231,13 +259,13 @@ class Subscriber:
 
     async def _writer(self) -> None:
         """Send the backlog, waiting on the socket; ends once it is empty."""
-        backlog = self._backlog
         try:
-            while backlog and not self.closed:
+            while self._backlog and not self.closed:
                 if self._direct is not None:
                     await self._direct.drained()
                     self._write_ready()
                     continue
+                backlog = self._backlog
                 out = backlog[0]
                 if not (out.ids and out.ids <= self._skip):
                     try:
@@ -259,6 +287,8 @@ class Subscriber:
             self.closed = True  # the socket is closing; its handler cleans up
         finally:
             self._task = None
+            if not self._backlog:
+                self._backlog = None
 
     async def stop(self) -> None:
         self.closed = True
@@ -286,9 +316,11 @@ class Hub:
         self._due: list[Subscriber] = []
         # user_ids(), kept until a user comes or goes: the feed asks on every look
         self._user_list: list[str] | None = None
+        # one bound method for every socket, not one each
+        self._schedule: Callable[[Subscriber], None] = self._flush_soon
 
     def add(self, sub: Subscriber) -> None:
-        sub._schedule = self._flush_soon
+        sub._schedule = self._schedule
         if sub.user_id not in self._by_user:
             self._user_list = None
         self._by_user.setdefault(sub.user_id, set()).add(sub)

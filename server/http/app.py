@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -171,7 +170,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[keys.SETTINGS] = settings
     app[keys.HUB] = Hub()
-    app[keys.SOCKETS] = weakref.WeakSet()
+    app[keys.SOCKETS] = set()  # each socket's handler removes it (no weak reference each)
     app[keys.DRAINING] = asyncio.Event()
     app[keys.HTTP_STATS] = HttpStats()
     app[keys.LOGIN_THROTTLE] = LoginThrottle(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import weakref
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -33,7 +32,7 @@ LOGIN_THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("login_throttle")
 PASSWORD_CHECKS: web.AppKey[PasswordChecks] = web.AppKey("password_checks")
 VERIFIER: web.AppKey[TokenVerifier] = web.AppKey("verifier")
 SCHEMA: web.AppKey[Verdict] = web.AppKey("schema")
-SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")
+SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
 # Set once the server is going away (SIGTERM, shutdown): /readyz answers 503.
 DRAINING: web.AppKey[asyncio.Event] = web.AppKey("draining")
 # (index, count) of a worker of `pgbell serve --workers N`; absent: (1, 1).
