@@ -245,7 +245,7 @@ async def send_floor(n: int) -> dict | None:
     try:
         out = await run_bounded(argv, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, ROOT, 300)
     except (RuntimeError, OSError) as e:
-        print(f"bench: send floor: {e}", file=sys.stderr, flush=True)
+        print(f"bench: send floor: {e!r}", file=sys.stderr, flush=True)
         return None
     m = re.search(r"one (\d+)-byte frame each, .*median ([\d.]+) CPU s per 10,000 frames", out)
     if m is None:

@@ -84,8 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     child = os.fork()
     if child == 0:
         listener.close()
-        reader(port, a.sockets, a.sockets * a.rounds * len(data), ready_w)
+        try:
+            reader(port, a.sockets, a.sockets * a.rounds * len(data), ready_w)
+        except BaseException as e:  # the forked reader must never go on as the sender
+            print(f"bench: send floor's reader: {e!r}", file=sys.stderr, flush=True)
+        os._exit(2)
     conns = []
+    listener.settimeout(30)  # a reader that failed to connect ends the run, not hangs it
     for _ in range(a.sockets):
         conn, _ = listener.accept()
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
