@@ -15,6 +15,7 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
+from statistics import median
 
 import psycopg
 
@@ -150,33 +151,29 @@ def writers_rows(runs: list[dict]) -> list[list[str]]:
     return rows
 
 
-def _median(xs: list[float]) -> float:
-    xs = sorted(xs)
-    n = len(xs)
-    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+def _by_setup(runs: list[dict]) -> dict[tuple[int, str], list[dict]]:
+    """(clients, set-up) -> its runs, one a round."""
+    by: dict[tuple[int, str], list[dict]] = {}
+    for r in runs:
+        by.setdefault((r["clients"], r["setup"]), []).append(r)
+    return by
 
 
 def writers_medians(runs: list[dict]) -> dict[tuple[int, str], float]:
     """(clients, set-up) -> the median of its rounds' commits/s."""
-    by: dict[tuple[int, str], list[float]] = {}
-    for r in runs:
-        by.setdefault((r["clients"], r["setup"]), []).append(r["commits_per_s"])
-    return {k: _median(v) for k, v in by.items()}
+    return {k: median(r["commits_per_s"] for r in rs) for k, rs in _by_setup(runs).items()}
 
 
 def writers_summary(runs: list[dict]) -> str:
     """Per client count and set-up: the median over the rounds, x plain from
     the medians, the spread; and the wake-up's cost, 1 - pgbell / no wake-up."""
     med = writers_medians(runs)
-    spread: dict[tuple[int, str], list[float]] = {}
-    for r in runs:
-        spread.setdefault((r["clients"], r["setup"]), []).append(r["commits_per_s"])
     header = ["clients", "set-up", "rounds", "median commits/s", "x plain", "min..max", "lost"]
     rows = []
-    for (c, setup), m in sorted(med.items(), key=lambda kv: kv[0][0]):
-        base = med.get((c, "plain"))
-        lost = [r["frames_lost"] for r in runs if (r["clients"], r["setup"]) == (c, setup)]
-        xs = spread[c, setup]
+    for (c, setup), rs in sorted(_by_setup(runs).items(), key=lambda kv: kv[0][0]):
+        m, base = med[c, setup], med.get((c, "plain"))
+        xs = [r["commits_per_s"] for r in rs]
+        lost = [r["frames_lost"] for r in rs]
         rows.append([
             str(c), setup, str(len(xs)), f"{m:.0f}", f"{m / base:.2f}" if base else "-",
             f"{min(xs):.0f}..{max(xs):.0f}",
@@ -209,7 +206,7 @@ def wake_up_cost(runs: list[dict]) -> str:
         ]
         of_medians = 1 - med[c, "pgbell"] / med[c, "no wake-up"]
         parts.append(
-            f"{c} client{'s' if c > 1 else ''} {_pct(_median(each))}"
+            f"{c} client{'s' if c > 1 else ''} {_pct(median(each))}"
             f" (round by round: {', '.join(_pct(x) for x in each)};"
             f" from the medians: {_pct(of_medians)})"
         )

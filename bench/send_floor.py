@@ -20,20 +20,10 @@ import resource
 import select
 import socket
 import statistics
-import struct
 import sys
 import time
 
-FIN_TEXT = 0x81
-
-
-def frame(payload_bytes: int) -> bytes:
-    """An unmasked text frame with a payload of `payload_bytes` bytes."""
-    if payload_bytes < 126:
-        head = struct.pack("!BB", FIN_TEXT, payload_bytes)
-    else:
-        head = struct.pack("!BBH", FIN_TEXT, 126, payload_bytes)
-    return head + b"x" * payload_bytes
+from pgbell.http.wsdirect import text_frame
 
 
 def reader(port: int, n: int, expect: int, ready_w: int) -> None:
@@ -81,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if hard < a.sockets + 64:
         p.error(f"this process may open {hard} files: fewer --sockets")
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    data = frame(a.payload)
+    data = text_frame("x" * a.payload)  # the frame pgbell writes, as it frames it
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

@@ -132,9 +132,9 @@ WITH tried AS MATERIALIZED (
 ), outcome AS MATERIALIZED (
     SELECT bool_and(got) AS all_got FROM tried
 )
-SELECT all_got
-       OR (SELECT count(CASE WHEN got THEN pg_advisory_unlock(1885823596, 1 + 2 * s) END)
-             FROM tried WHERE NOT o.all_got) < 0 AS held
+SELECT o.all_got AS held,
+       (SELECT count(pg_advisory_unlock(1885823596, 1 + 2 * s))
+          FROM tried WHERE got AND NOT o.all_got) AS let_go
   FROM outcome AS o;
 
 -- name: mark_asleep
@@ -149,12 +149,12 @@ WITH marked AS MATERIALIZED (
 ), outcome AS MATERIALIZED (
     SELECT bool_and(got) AS asleep FROM marked
 )
-SELECT asleep,
+SELECT o.asleep,
+       -- refers to the outcome row, so that it runs after every try
        (SELECT bool_and(pg_advisory_unlock(1885823596, 1 + 2 * s))
           FROM generate_series(0, 15) AS s WHERE o.asleep IS NOT NULL) AS released,
-       asleep
-       OR (SELECT count(CASE WHEN got THEN pg_advisory_unlock_shared(1885823596, 2 + 2 * s) END)
-             FROM marked WHERE NOT o.asleep) < 0 AS undone
+       (SELECT count(pg_advisory_unlock_shared(1885823596, 2 + 2 * s))
+          FROM marked WHERE got AND NOT o.asleep) AS undone
   FROM outcome AS o;
 
 -- name: wake_up
